@@ -1,0 +1,52 @@
+"""lightplug: train, validate, export and compare PyTorch models that ship as pip packages.
+
+The public API. Importing it is cheap: torch and lightning load only when a function needs them.
+
+Example:
+    >>> import lightplug
+    >>> [m["name"] for m in lightplug.list_models()]  # doctest: +SKIP
+    ['mlp', 'simple_cnn', 'tiny_resnet']
+    >>> net = lightplug.build_model("simple_cnn", width=48)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckpointError, ConfigError, DataError, LightplugError, PluginError
+from .plugin import CallbackPlugin, DataPlugin, ModelPlugin, Param
+
+__version__ = "0.1.0"
+#: Version of the plugin contract (ModelPlugin, DataPlugin, CallbackPlugin, Param, batch layout).
+PLUGIN_API_VERSION = 1
+
+__all__ = [
+    "__version__",
+    "PLUGIN_API_VERSION",
+    "ModelPlugin",
+    "DataPlugin",
+    "CallbackPlugin",
+    "Param",
+    "LightplugError",
+    "ConfigError",
+    "PluginError",
+    "CheckpointError",
+    "DataError",
+    "list_models",
+    "build_model",
+    "load_model",
+    "train",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import build_model, list_models, load_model, train
+
+_LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'lightplug' has no attribute {name!r}")

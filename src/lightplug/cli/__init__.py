@@ -1,0 +1,1 @@
+"""The command-line interface; see :func:`lightplug.cli.main.main`."""

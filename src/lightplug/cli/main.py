@@ -1,0 +1,84 @@
+"""The ``lightplug`` command: a thin dispatcher; each command lives in its own module and imports what
+it needs when it runs, so ``lightplug --help`` and ``lightplug models`` stay instant."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+from ..errors import LightplugError
+
+__all__ = ["main"]
+
+_COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module:function, one-line help)
+    "models": ("lightplug.cli.models:main_models", "list model plugins, `models show NAME` for one"),
+    "data": ("lightplug.cli.models:main_data", "list data plugins, `data show NAME` for one"),
+    "callbacks": ("lightplug.cli.models:main_callbacks", "list callback plugins"),
+    "train": ("lightplug.cli.train:main", "train a model: lightplug train model=NAME [key=value ...]"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, _COMMANDS))
+    lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in _COMMANDS.items()]
+    return (
+        "usage: lightplug [--debug] COMMAND [ARGS]\n\n"
+        "Train, validate, export and compare PyTorch models that ship as pip packages.\n\n"
+        "commands:\n" + "\n".join(lines) + "\n\n"
+        "`lightplug COMMAND --help` shows a command's options; `lightplug train --help` shows the config groups.\n"
+        "--debug prints the full traceback of an error."
+    )
+
+
+def _load(target: str) -> Callable[[list[str]], int]:
+    import importlib
+
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lightplug`` command; returns (and exits with) the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("LIGHTPLUG_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from .. import __version__
+
+        print(f"lightplug {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in _COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(command, list(_COMMANDS), n=1)
+        hint = f"did you mean `lightplug {close[0]}`?" if close else "see `lightplug --help`"
+        print(f"error: unknown command {command!r} ({hint})", file=sys.stderr)
+        return 2
+    try:
+        code = _load(_COMMANDS[command][0])(rest)
+    except LightplugError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())
+
+
+def _argparser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"lightplug {prog}", description=description)

@@ -1,0 +1,164 @@
+"""``lightplug train [overrides]``: register plugin schemas, check the command line, then hand over to
+``hydra.main`` (runs, multiruns, sweepers and launchers are Hydra's); torch is imported only once the
+config is known to be valid."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from ..config.finalize import finalize
+from ..config.hydra_errors import from_hydra
+from ..config.paths import conf_dir
+from ..config.preflight import group_options, parse_overrides, preflight
+from ..config.store import register
+from ..errors import ConfigError, LightplugError
+from ..registry import Registry, get_registry
+from ..schema import Schema
+
+__all__ = ["main", "register_configs"]
+
+_CHILD_ARGS = "LIGHTPLUG_DDP_ARGS"
+
+
+def _choices(args: list[str]) -> dict[str, list[str]]:
+    """Group choices named on the command line (``model=a,b`` gives both)."""
+    out: dict[str, list[str]] = {}
+    for ov in parse_overrides(args):
+        key = ov.key_or_group
+        if "." in key or key.startswith("hydra") or ov.is_delete():
+            continue
+        values = list(ov.sweep_iterator()) if ov.is_sweep_override() and ov.is_discrete_sweep() else [ov.value()]
+        flat: list[str] = []
+        for v in values:
+            flat += [str(x) for x in v] if isinstance(v, list) else [str(v)]
+        out.setdefault(key, []).extend(flat)
+    return out
+
+
+def register_configs(registry: Registry, chosen: dict[str, list[str]], everything: bool = False) -> dict[str, Schema]:
+    """Put plugin schemas into Hydra's ConfigStore: the chosen plugins (loading them if need be), and every
+    other plugin whose schema is cached (or all of them with ``everything``). A broken plugin that was not
+    chosen is left out silently; a chosen one raises :class:`PluginError`.
+
+    Returns:
+        group -> schema of the plugin chosen for it, when exactly one was chosen.
+    """
+    picked: dict[str, Schema] = {}
+    for kind, group in (("model", "model"), ("data", "data"), ("callback", "callbacks")):
+        wanted = chosen.get(group, ["digits"] if group == "data" else [])
+        for name in wanted:
+            if kind == "callback" and name == "default":
+                continue
+            ref = registry.find(kind, name)
+            schema, _ = registry.schema(ref)
+            register(kind, name, schema)
+            if len(wanted) == 1:
+                picked[group] = schema
+        for ref in registry.refs(kind):
+            if ref.name in wanted or ref.problem:
+                continue
+            entry = registry.cached(ref)
+            try:
+                if entry and entry.get("status") == "ok":
+                    register(kind, ref.name, Schema.from_dict(entry["schema"]))
+                elif everything or (kind == "data" and ref.dist == "lightplug"):
+                    register(kind, ref.name, registry.load(ref).schema)
+            except LightplugError:
+                continue
+    return picked
+
+
+def _asks_hydra_only(args: list[str]) -> bool:
+    return any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc") or a.startswith("--info") for a in args)
+
+
+class _UserError(BaseException):
+    """Carries a LightplugError past Hydra's job runner (which reports every Exception a second time)."""
+
+    def __init__(self, error: LightplugError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _child_args(args: list[str]) -> list[str]:
+    """A DDP child rank that Lightning started: run the parent's job in the parent's folder."""
+    saved = os.environ.get(_CHILD_ARGS)
+    if saved and os.environ.get("LOCAL_RANK", "0") != "0":
+        return list(json.loads(saved))
+    return args
+
+
+def _print_job_config(args: list[str], resolve: bool) -> int:
+    """``--cfg job``: the config exactly as the run would use it (preset applied, facts bound)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        run = finalize(cfg, choices if isinstance(choices, dict) else {}, overrides)
+    print(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg))
+    return 0
+
+
+def _task(original_argv: list[str]) -> Any:
+    def task(cfg: Any) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        hc = HydraConfig.get()
+        choices = OmegaConf.to_container(hc.runtime.choices)
+        overrides = list(hc.overrides.task)
+        try:
+            run = finalize(cfg, choices if isinstance(choices, dict) else {}, overrides)
+            os.environ[_CHILD_ARGS] = json.dumps(overrides + [f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null"])
+            sys.argv = original_argv  # Lightning's DDP launcher re-runs this command line
+            from ..training import run_training
+
+            return run_training(run, hc.runtime.output_dir)
+        except LightplugError as exc:
+            raise _UserError(exc) from exc
+
+    return task
+
+
+def main(args: list[str]) -> int:
+    """Run ``lightplug train`` with ``args`` (everything after ``train``); returns the exit code."""
+    original_argv = list(sys.argv)
+    args = _child_args(args)
+    registry = get_registry()
+    chosen = _choices(args)
+    everything = "experiment" in chosen
+    if "model" not in chosen and not everything and not _asks_hydra_only(args):
+        names = ", ".join(registry.names("model")) or "none installed, see `lightplug new-plugin`"
+        raise ConfigError(f"no model chosen: add model=NAME (available: {names})")
+    picked = register_configs(registry, chosen, everything=everything)
+    owners = {g: chosen[g][0] for g in ("model", "data") if len(chosen.get(g, [])) == 1}
+    owners.setdefault("data", "digits")
+    preflight(args, registry, picked, owners)
+    if "--cfg" in args or "-c" in args:
+        flag = args.index("--cfg") if "--cfg" in args else args.index("-c")
+        if flag + 1 < len(args) and args[flag + 1] == "job":
+            return _print_job_config(args, resolve="--resolve" in args)
+
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    sys.argv = [original_argv[0], *args]
+    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task(original_argv))
+    try:
+        app()
+    except _UserError as exc:
+        raise exc.error from exc.error.__cause__
+    except (HydraException, OmegaConfBaseException) as exc:
+        options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
+        raise from_hydra(exc, options) from exc
+    finally:
+        sys.argv = original_argv
+    return 0

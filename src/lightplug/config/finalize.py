@@ -1,0 +1,166 @@
+"""After Hydra composed a config: apply the model's preset, bind the data facts, resolve, and check every
+field against its rules, reporting all problems at once. Nothing here imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..registry import Registry, get_registry
+from ..schema import Schema, check_values
+from .core_schemas import core_schemas
+
+__all__ = ["RunConfig", "finalize", "coerce"]
+
+#: The metric each task monitors by default, and whether higher is better.
+DEFAULT_MONITOR = {
+    "classification": ("val/acc", "max"),
+    "regression": ("val/mse", "min"),
+    "segmentation": ("val/miou", "max"),
+    "detection": ("val/map_50", "max"),
+}
+
+
+@dataclass
+class RunConfig:
+    """A validated run: the plain resolved config and what was learnt composing it."""
+
+    cfg: dict[str, Any]
+    model_name: str
+    data_name: str
+    task: str
+    preset: str | None
+    overrides: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _override_keys(overrides: list[str]) -> set[str]:
+    keys = set()
+    for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        keys.add(key)
+    return keys
+
+
+def coerce(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
+    """Give every value its field's Python type (3 -> 3.0 for floats, 3 -> "3" for strings)."""
+    out = dict(values)
+    for spec in schema.fields:
+        value = out.get(spec.name)
+        if value is None:
+            continue
+        if spec.item_type == "float":
+            out[spec.name] = [float(v) for v in value] if isinstance(value, list) else float(value)
+        elif spec.item_type == "str":
+            out[spec.name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+    return out
+
+
+def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: list[str], notes: list[str]) -> None:
+    """Apply the model's own part of ``preset`` to fields that neither the command line nor an
+    experiment set (precedence: schema default < preset < experiment < command line)."""
+    if not preset:
+        return
+    values = schema.presets.get(preset)
+    if values is None:
+        if schema.presets:
+            notes.append(f"the model has no preset {preset!r} (it has {', '.join(schema.presets)}); only the training part applies")
+        return
+    from omegaconf import OmegaConf
+
+    given = _override_keys(overrides)
+    defaults = schema.defaults()
+    raw = OmegaConf.to_container(model_cfg, resolve=False)
+    assert isinstance(raw, dict)
+    for key, value in values.items():
+        if f"model.{key}" in given:
+            continue
+        current = raw.get(key)
+        is_default = current == defaults.get(key) or (isinstance(current, str) and current.startswith("${"))
+        if is_default:
+            model_cfg[key] = value
+
+
+def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: Registry | None = None) -> RunConfig:
+    """Turn a composed ``DictConfig`` into a validated :class:`RunConfig`.
+
+    Args:
+        cfg: the config Hydra composed (modified in place: preset and facts).
+        choices: Hydra's group choices (``hydra.runtime.choices``), for the preset.
+        overrides: the command-line overrides of this job.
+        registry: where plugins are looked up.
+
+    Raises:
+        ConfigError: listing every bad field, one line each.
+        PluginError, DataError: a plugin or the data cannot be used.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    registry = registry or get_registry()
+    model_name = str(cfg.model._plugin_)
+    data_name = str(cfg.data._plugin_)
+    model_ref = registry.find("model", model_name)
+    model_schema, task = registry.schema(model_ref)
+    data_plugin = registry.get("data", data_name)
+    notes: list[str] = []
+    preset = choices.get("preset")
+    apply_preset(cfg.model, model_schema, preset, overrides, notes)
+
+    data_values = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(data_values, dict)
+    problems = check_values(data_plugin.schema, data_values, prefix="data", owner=data_name)
+    facts: dict[str, Any] = {}
+    if data_values.get("layout") == "auto":  # images or flat features, as the model takes them
+        names = set(model_schema.names())
+        data_values["layout"] = cfg.data.layout = "flat" if "in_features" in names and "in_channels" not in names else "image"
+    if not problems:
+        data_obj = data_plugin.instantiate(coerce(data_plugin.schema, data_values))
+        facts = dict(data_obj.facts(data_obj.cfg))
+    with open_dict(cfg):
+        cfg.facts = {k: v for k, v in facts.items() if k != "label_names"}
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(resolved, dict)
+    resolved.pop("hydra", None)
+
+    problems += check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
+    for key, schema in core_schemas().items():
+        problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
+    data_task = data_plugin.task
+    if task and data_task and task != data_task and not problems:
+        problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
+                        f"(choose data for {task}, see `lightplug data`)")
+    if not problems:
+        problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
+    if problems:
+        raise ConfigError("invalid config", problems=problems)
+
+    resolved["model"] = coerce(model_schema, resolved["model"])
+    resolved["data"] = coerce(data_plugin.schema, resolved["data"])
+    for key, schema in core_schemas().items():
+        resolved[key] = coerce(schema, resolved.get(key) or {})
+    monitor, mode = DEFAULT_MONITOR[task or "classification"]
+    if resolved.get("monitor") is None:
+        resolved["monitor"] = monitor
+    if resolved.get("monitor_mode") is None:
+        resolved["monitor_mode"] = mode if resolved["monitor"] == monitor else _guess_mode(resolved["monitor"])
+    resolved["facts"] = facts
+    return RunConfig(resolved, model_name, data_name, task or "classification", preset, list(overrides), facts, notes)
+
+
+def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[str]:
+    """The plugin's own ``check`` hook, when it has one (this loads the plugin)."""
+    entry = registry.cached(ref) or {}
+    if entry.get("has_check") is False:
+        return []
+    loaded = registry.load(ref)
+    if not loaded.cls.overrides("check"):
+        return []
+    plugin = loaded.instantiate(values)
+    return [str(p) for p in plugin.check(plugin.cfg)]
+
+
+def _guess_mode(metric: str) -> str:
+    lower = ("loss", "mse", "mae", "rmse", "error")
+    return "min" if any(metric.endswith(x) for x in lower) else "max"

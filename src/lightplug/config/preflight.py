@@ -1,0 +1,92 @@
+"""Checks of a command line before Hydra composes it: every bad override is reported at once, with
+close matches for misspelt keys, group options and plugin names, before torch is imported."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ..errors import ConfigError
+from ..registry import Registry
+from ..schema import Schema, check_values
+from .core_schemas import core_schemas
+from .paths import conf_dir
+
+__all__ = ["parse_overrides", "group_options", "preflight"]
+
+_PLUGIN_GROUPS = {"model": "model", "data": "data"}
+
+
+def parse_overrides(args: list[str]) -> list[Any]:
+    """Hydra's own parse of ``key=value`` overrides (``hydra.*`` and flags are left out)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    texts = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        return OverridesParser.create().parse_overrides(texts)
+    except OverrideParseException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot parse the command line: {first}", hint="write overrides as key=value") from exc
+
+
+def group_options(group: str, registry: Registry) -> list[str]:
+    """The options of a config group: YAML files in ``conf/<group>`` and plugins of that kind."""
+    names = {p.stem for p in (conf_dir() / group).glob("*.yaml")}
+    kind = {"model": "model", "data": "data", "callbacks": "callback"}.get(group)
+    if kind:
+        names |= set(registry.names(kind))
+    return sorted(names)
+
+
+def _values(override: Any) -> list[Any]:
+    if override.is_sweep_override():
+        try:
+            return list(override.sweep_iterator())
+        except Exception:  # noqa: BLE001 - ranges and interval sweeps: nothing to check up front
+            return []
+    return [override.value()]
+
+
+def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], owners: dict[str, str]) -> None:
+    """Check overrides of known keys against their rules, and group choices against their options.
+
+    Args:
+        args: the command-line arguments for Hydra.
+        registry: to name plugin options.
+        schemas: ``model`` / ``data`` -> schema of the chosen plugin (absent when a sweep picks several).
+        owners: ``model`` / ``data`` -> the chosen plugin's name, shown with a field's help.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    problems: list[str] = []
+    all_schemas = {**core_schemas(), **schemas}
+    for ov in parse_overrides(args):
+        key = ov.key_or_group
+        if key.startswith("hydra") or ov.is_delete():
+            continue
+        top, _, rest = key.partition(".")
+        if not rest and ov.package is None:  # a group choice: optimizer=adamm
+            if (conf_dir() / top).is_dir() or top in _PLUGIN_GROUPS:
+                if top in _PLUGIN_GROUPS:
+                    continue  # plugins are resolved by the registry with close matches
+                options = group_options(top, registry)
+                for value in _values(ov):
+                    for v in value if isinstance(value, list) else [value]:
+                        if str(v) not in options:
+                            close = difflib.get_close_matches(str(v), options, n=1)
+                            did = f"did you mean {close[0]}? " if close else ""
+                            problems.append(f"{top}={v}: no such option ({did}available: {', '.join(options)})")
+            continue
+        schema = all_schemas.get(top)
+        if schema is None or "." in rest:
+            continue
+        owner = owners.get(top, top)
+        for value in _values(ov):
+            for line in check_values(schema, {rest: value}, prefix=top, owner=owner, partial=True):
+                if line not in problems:
+                    problems.append(line)
+    if problems:
+        raise ConfigError("invalid command line", problems=problems)
+

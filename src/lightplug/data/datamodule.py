@@ -1,0 +1,150 @@
+"""In-memory data (digits, diabetes, synthetic) as a LightningDataModule whose loaders yield dict batches
+``{"input", "target", "index"}``; a batch is gathered with one indexing op, not sample by sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["ArrayDataset", "LightplugDataModule", "TensorDataModule", "digits_datamodule", "diabetes_datamodule",
+           "synthetic_datamodule", "split_indices", "passthrough_collate"]
+
+
+class ArrayDataset(Dataset):
+    """Inputs and targets held as tensors; ``__getitems__`` returns a whole batch at once."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, indices: np.ndarray) -> None:
+        self.inputs, self.targets, self.indices = inputs, targets, torch.as_tensor(indices)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input": self.inputs[i], "target": self.targets[i], "index": self.indices[i]}
+
+    def __getitems__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        return {"input": self.inputs[t], "target": self.targets[t], "index": self.indices[t]}
+
+
+def passthrough_collate(batch: Any) -> Any:
+    """Collate that keeps a batch already gathered by ``__getitems__``."""
+    if isinstance(batch, dict):
+        return batch
+    return torch.utils.data.default_collate(batch)
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """A seeded train/val/test split of ``range(n)``."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = max(1, round(n * val_fraction)), round(n * test_fraction)
+    return {"val": perm[:n_val], "test": perm[n_val : n_val + n_test], "train": perm[n_val + n_test :]}
+
+
+class LightplugDataModule(L.LightningDataModule):
+    """What the core needs of any data module: dict batches, label names and preprocessing facts.
+
+    Attributes:
+        label_names: class names (classification) or target names (regression).
+        preprocessing: plain dict stored in checkpoints so that ``predict`` can prepare raw files the
+            same way (``layout``, ``in_channels``, ``image_size``, ``mean``, ``std``, ``input_scale``, ...).
+        sample_ids: split -> id of each sample (file path or index), for per-sample results.
+    """
+
+    def __init__(self, batch_size: int, num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False) -> None:
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers and num_workers > 0
+        self.label_names: list[str] = []
+        self.preprocessing: dict[str, Any] = {}
+        self.sample_ids: dict[str, list[str]] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.collate_fn: Any = passthrough_collate
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=self.collate_fn)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.datasets and len(self.datasets["test"]) else "val", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+class TensorDataModule(LightplugDataModule):
+    """A data module over arrays already in memory."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: Any, label_names: list[str], preprocessing: dict[str, Any]) -> None:
+        super().__init__(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
+        self.label_names, self.preprocessing = label_names, preprocessing
+        splits = split_indices(len(x), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        for name, idx in splits.items():
+            self.datasets[name] = ArrayDataset(xt[idx], yt[idx], idx)
+            self.sample_ids[name] = [str(i) for i in idx]
+
+
+def _layout(cfg: Any, layout: str) -> str:
+    value = getattr(cfg, "layout", "image")
+    return layout if value == "auto" else value
+
+
+def digits_datamodule(cfg: Any, layout: str = "image") -> TensorDataModule:
+    """Digits scaled to [0, 1] and standardised; images ``1x8x8`` or 64 flat features."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    mean, std = float(x.mean()), float(x.std())
+    x = (x - mean) / std
+    shape = _layout(cfg, layout)
+    if shape == "image":
+        x = x.reshape(-1, 1, 8, 8)
+    pre = {"layout": shape, "in_channels": 1, "image_size": 8, "input_scale": 1.0, "mean": [mean], "std": [std], "source_range": [0, 16]}
+    return TensorDataModule(x, data.target.astype(np.int64), cfg, [str(i) for i in range(10)], pre)
+
+
+def diabetes_datamodule(cfg: Any, layout: str = "flat") -> TensorDataModule:
+    """Diabetes features as given by scikit-learn (already scaled); the target standardised."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    y = data.target.astype(np.float32)
+    y_mean, y_std = float(y.mean()), float(y.std())
+    y = ((y - y_mean) / y_std).reshape(-1, 1)
+    pre = {"layout": "flat", "in_features": 10, "target_mean": [y_mean], "target_std": [y_std], "feature_names": list(data.feature_names)}
+    return TensorDataModule(data.data.astype(np.float32), y, cfg, ["progression"], pre)
+
+
+def synthetic_datamodule(cfg: Any, layout: str = "image") -> TensorDataModule:
+    """A noisy fixed pattern per class (classification) or a fixed linear map plus noise (regression)."""
+    rng = np.random.default_rng(cfg.seed)
+    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    n_feat = int(np.prod(shape))
+    if cfg.task == "classification":
+        patterns = rng.normal(size=(cfg.num_classes, n_feat)).astype(np.float32)
+        y = rng.integers(0, cfg.num_classes, size=cfg.num_samples)
+        x = patterns[y] + cfg.noise * rng.normal(size=(cfg.num_samples, n_feat)).astype(np.float32)
+        y = y.astype(np.int64)
+        names = [f"class_{i}" for i in range(cfg.num_classes)]
+    else:
+        w = rng.normal(size=(n_feat, cfg.num_outputs)).astype(np.float32) / np.sqrt(n_feat)
+        x = rng.normal(size=(cfg.num_samples, n_feat)).astype(np.float32)
+        y = (x @ w + cfg.noise * 0.1 * rng.normal(size=(cfg.num_samples, cfg.num_outputs))).astype(np.float32)
+        names = [f"y{i}" for i in range(cfg.num_outputs)]
+    kind = _layout(cfg, layout)
+    if kind == "image":
+        x = x.reshape(-1, *shape)
+    pre = {"layout": kind, "in_channels": cfg.in_channels, "image_size": cfg.image_size, "mean": [0.0], "std": [1.0]}
+    return TensorDataModule(x.astype(np.float32), y, cfg, names, pre)

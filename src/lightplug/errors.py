@@ -1,0 +1,54 @@
+"""The error types a user can cause; the CLI prints each as one line and exits with code 2."""
+
+from __future__ import annotations
+
+__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError"]
+
+
+class LightplugError(Exception):
+    """Base class of every error caused by user input (config, plugin, checkpoint, data).
+
+    Args:
+        message: what is wrong and where (key, file, plugin, package).
+        hint: how to fix it; printed after the message.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(LightplugError):
+    """A composed config breaks a rule: type, range, choice, unknown key or group option.
+
+    ``problems`` holds one line per bad field so that all of them are reported at once.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, problems: list[str] | None = None) -> None:
+        super().__init__(message, hint)
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return super().__str__()
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return "\n".join([f"{len(self.problems)} problems in the config:"] + [f"  {p}" for p in self.problems])
+
+
+class PluginError(LightplugError):
+    """A plugin cannot be found, imported, validated or built."""
+
+
+class CheckpointError(LightplugError):
+    """A checkpoint file is missing, damaged, unsafe, foreign or does not fit the plugin."""
+
+
+class DataError(LightplugError):
+    """Input data is missing, empty or unreadable."""

@@ -1,0 +1,135 @@
+"""``PluginModule``: the LightningModule that runs any model plugin with loss, metrics and optimizers
+from config, calling the plugin's hooks where it has them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from .metrics import metric_inputs, task_metrics
+from .optim import build_optimizer, build_scheduler
+from .tasks import default_loss
+
+__all__ = ["PluginModule", "split_outputs"]
+
+
+def split_outputs(outputs: Any) -> tuple[Any, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Separate what a model returned into predictions, a loss it computed, and named loss parts.
+
+    A model may return predictions, ``(predictions, loss)``, or a dict of losses (torchvision detectors).
+    """
+    if isinstance(outputs, tuple) and len(outputs) == 2 and torch.is_tensor(outputs[1]) and outputs[1].ndim == 0:
+        return outputs[0], outputs[1], {}
+    if isinstance(outputs, dict) and outputs and all(torch.is_tensor(v) and v.ndim == 0 for v in outputs.values()):
+        parts = {str(k).removeprefix("loss_"): v for k, v in outputs.items()}
+        return None, torch.stack(list(outputs.values())).sum(), parts
+    return outputs, None, {}
+
+
+class PluginModule(L.LightningModule):
+    """Wraps a plugin's ``nn.Module`` (``self.net``) for training, validation and testing.
+
+    Args:
+        net: the module the plugin built.
+        plugin: the plugin object (its hooks are used when it overrides them).
+        run_cfg: the resolved run config (plain dict): optimizer, scheduler, loss, trainer, monitor.
+        meta: the self-description stored in every checkpoint (plain data only).
+    """
+
+    def __init__(self, net: nn.Module, plugin: Any, run_cfg: dict[str, Any], meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.plugin = plugin
+        self.run_cfg = run_cfg
+        self.meta = meta
+        self.task: str = meta["task"]
+        self.automatic_optimization = not getattr(plugin, "manual_optimization", False)
+        facts = run_cfg.get("facts", {})
+        num_outputs = int(facts.get("num_outputs") or 1)
+        if self.task in ("classification", "regression", "segmentation"):
+            metrics = task_metrics(self.task, facts.get("num_classes"), num_outputs)
+            self.val_metrics = metrics.clone(prefix="val/")
+            self.test_metrics = metrics.clone(prefix="test/")
+        self._label_smoothing = float(run_cfg.get("loss", {}).get("label_smoothing", 0.0))
+
+    def forward(self, x: Any) -> Any:
+        return self.net(x)
+
+    def _hook(self, name: str) -> bool:
+        return type(self.plugin).overrides(name) if hasattr(type(self.plugin), "overrides") else False
+
+    def compute(self, batch: dict[str, Any]) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward a batch and return (predictions, loss, loss parts)."""
+        preds, loss, parts = split_outputs(self.net(batch["input"]))
+        if loss is None:
+            if self._hook("loss"):
+                loss = self.plugin.loss(preds, batch)
+            else:
+                loss = default_loss(self.task, preds, batch["target"], self._label_smoothing if self.training else 0.0)
+        return preds, loss, parts
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if self._hook("training_step"):
+            loss = self.plugin.training_step(self, batch, batch_idx)
+            if loss is None:  # the plugin stepped its own optimizers
+                return None
+            parts: dict[str, torch.Tensor] = {}
+        else:
+            _, loss, parts = self.compute(batch)
+        size = len(batch["input"])
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            self.log(f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> Any:
+        preds, loss, _ = self.compute(batch)
+        if self._hook("postprocess"):
+            preds = self.plugin.postprocess(preds, batch)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(batch["input"]), sync_dist=True)
+        metrics = getattr(self, f"{stage}_metrics", None)
+        if metrics is not None:
+            metrics.update(*metric_inputs(self.task, preds, batch["target"]))
+        return preds
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        preds, _, _ = split_outputs(self.net(batch["input"]))
+        return self.plugin.postprocess(preds, batch) if self._hook("postprocess") else preds
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = getattr(self, f"{stage}_metrics", None)
+        if metrics is None:
+            return
+        monitor = self.run_cfg.get("monitor")
+        for name, value in metrics.compute().items():
+            self.log(name, value.float(), prog_bar=name == monitor)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self) -> Any:
+        opt_cfg = self.run_cfg["optimizer"]
+        if self._hook("configure_optimizers"):
+            return self.plugin.configure_optimizers(self.net, opt_cfg)
+        params = self.plugin.param_groups(self.net, opt_cfg) if self._hook("param_groups") else self.net.parameters()
+        optimizer = build_optimizer(params, opt_cfg)
+        max_epochs = int(self.run_cfg["trainer"].get("max_epochs", 1))
+        total = int(self.trainer.estimated_stepping_batches) if self.run_cfg["scheduler"].get("name") == "onecycle" else 0
+        scheduler = build_scheduler(optimizer, self.run_cfg["scheduler"], max_epochs, total, self.run_cfg["monitor"])
+        return {"optimizer": optimizer, "lr_scheduler": scheduler} if scheduler else optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lightplug"] = self.meta

@@ -1,0 +1,327 @@
+"""A plugin's settings as data: read from a signature or a dataclass, checked, and turned into
+JSON Schema or a structured config for Hydra.
+
+A :class:`Schema` is plain data (it round-trips through JSON), so the registry can cache it and the
+CLI can validate a command line without importing the plugin, torch or lightning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union, get_args, get_origin
+
+from .errors import PluginError
+from .plugin import DATA_FACTS, Param
+
+__all__ = ["FieldSpec", "Schema", "schema_from_signature", "schema_from_dataclass", "check_values"]
+
+_SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+_JSON_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
+_MISSING = "???"
+
+
+@dataclass
+class FieldSpec:
+    """One setting: its type (``int``, ``float``, ``str``, ``bool`` or ``list[...]`` of those), default and rules.
+
+    ``bind`` names the data fact (``num_classes``, ...) the field takes from the selected data unless set.
+    """
+
+    name: str
+    type: str
+    default: Any = _MISSING
+    optional: bool = False
+    choices: list[Any] | None = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    help: str = ""
+    group: str = "model"
+    advanced: bool = False
+    structural: bool = True
+    bind: str | None = None
+
+    @property
+    def item_type(self) -> str:
+        """The scalar type of the field, or of its items for a list."""
+        return self.type[5:-1] if self.type.startswith("list[") else self.type
+
+    def rule(self) -> str:
+        """The field's constraints in words, e.g. ``"int in [8, 512]"``."""
+        parts = [self.type + (" or null" if self.optional else "")]
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(map(str, self.choices)))
+        low = f"[{_num(self.ge)}" if self.ge is not None else (f"({_num(self.gt)}" if self.gt is not None else None)
+        high = f"{_num(self.le)}]" if self.le is not None else (f"{_num(self.lt)})" if self.lt is not None else None)
+        if low or high:
+            parts.append(f"in {low or '(-inf'}, {high or 'inf)'}")
+        return " ".join(parts)
+
+
+def _num(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+@dataclass
+class Schema:
+    """All settings of one plugin, in declaration order, plus its presets."""
+
+    fields: list[FieldSpec]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for f in self.fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fields": [dataclasses.asdict(f) for f in self.fields], "presets": self.presets}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        return cls([FieldSpec(**f) for f in data["fields"]], dict(data.get("presets", {})))
+
+    def json_schema(self, title: str, description: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A JSON Schema (draft 2020-12) of the settings, with ``x-`` keys for group, help and presets."""
+        props: dict[str, Any] = {}
+        for f in self.fields:
+            item: dict[str, Any] = {"type": _JSON_TYPES[f.item_type]}
+            if f.choices is not None:
+                item["enum"] = list(f.choices)
+            for key, js in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
+                if getattr(f, key) is not None:
+                    item[js] = getattr(f, key)
+            prop: dict[str, Any] = {"type": "array", "items": item} if f.type.startswith("list[") else dict(item)
+            if f.optional:
+                prop["type"] = [prop["type"], "null"]
+            if f.default != _MISSING:
+                prop["default"] = f.default
+            prop.update({"title": f.name, "description": f.help, "x-group": f.group, "x-advanced": f.advanced})
+            if f.bind:
+                prop["x-bound-to"] = f"data.{f.bind}"
+            props[f.name] = prop
+        out = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": title,
+            "description": description,
+            "type": "object",
+            "properties": props,
+            "additionalProperties": False,
+            "x-presets": self.presets,
+        }
+        out.update(extra or {})
+        return out
+
+    def validate_presets(self, owner: str) -> None:
+        """Refuse presets that name unknown fields or break a rule."""
+        for preset, values in self.presets.items():
+            if not isinstance(values, dict):
+                raise PluginError(f"{owner}: preset {preset!r} must be a dict of field values")
+            problems = check_values(self, values, prefix=f"presets.{preset}", owner=owner, partial=True)
+            if problems:
+                raise PluginError(f"{owner}: invalid preset {preset!r}: {problems[0]}")
+
+
+# ---------------------------------------------------------------- reading types
+def _parse_type(tp: Any, where: str) -> tuple[str, bool, list[Any] | None, Param | None]:
+    """Map a Python annotation to (type name, optional, choices, Param)."""
+    param: Param | None = None
+    if get_origin(tp) is typing.Annotated:
+        tp, *meta = get_args(tp)
+        param = next((m for m in meta if isinstance(m, Param)), None)
+    optional = False
+    if get_origin(tp) in (Union, getattr(__import__("types"), "UnionType", Union)):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) != 1 or len(args) == len(get_args(tp)):
+            raise PluginError(f"{where}: unsupported union type {tp!r}; use one type or Optional[type]")
+        tp, optional = args[0], True
+    choices: list[Any] | None = None
+    if get_origin(tp) is Literal:
+        choices = list(get_args(tp))
+        kinds = {type(c) for c in choices}
+        if len(kinds) != 1 or next(iter(kinds)) not in (int, float, str, bool):
+            raise PluginError(f"{where}: Literal choices must all be int, float, str or bool, got {choices!r}")
+        return next(iter(kinds)).__name__, optional, choices, param
+    if tp in (int, float, str, bool):
+        return tp.__name__, optional, choices, param
+    if get_origin(tp) in (list, tuple, typing.List, typing.Sequence) or tp in (list, tuple):  # noqa: UP006
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        inner, _, inner_choices, _ = _parse_type(args[0], where) if args else ("", False, None, None)
+        if inner not in _SCALARS:
+            raise PluginError(f"{where}: list items must be int, float, str or bool, got {tp!r}")
+        return f"list[{inner}]", optional, inner_choices, param
+    raise PluginError(f"{where}: unsupported type {tp!r}; use int, float, str, bool, Literal[...] or a list of those")
+
+
+def _make_field(name: str, tp: Any, default: Any, where: str, group: str) -> FieldSpec:
+    type_name, optional, choices, param = _parse_type(tp, f"{where}: field {name!r}")
+    p = param or Param()
+    if p.choices is not None:
+        choices = list(p.choices)
+    if isinstance(default, tuple):
+        default = list(default)
+    bind = name if name in DATA_FACTS else None
+    structural = p.structural if p.structural is not None else (type_name in ("int", "str", "list[int]") or choices is not None)
+    spec = FieldSpec(
+        name=name,
+        type=type_name,
+        default=default,
+        optional=optional,
+        choices=choices,
+        ge=p.ge,
+        gt=p.gt,
+        le=p.le,
+        lt=p.lt,
+        help=p.help,
+        group=p.group or group,
+        advanced=p.advanced,
+        structural=structural,
+        bind=bind,
+    )
+    if default != _MISSING:
+        problems = check_values(Schema([spec]), {name: default}, prefix="default", owner=where)
+        if problems:
+            raise PluginError(f"{where}: the default breaks its own rule: {problems[0]}")
+    return spec
+
+
+def schema_from_dataclass(cls: type, where: str, group: str = "model") -> Schema:
+    """Read a ``Config`` dataclass (fields may be ``Annotated[..., Param(...)]``) into a :class:`Schema`.
+
+    Args:
+        cls: the dataclass.
+        where: names the plugin in error messages.
+        group: the default group of the fields.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise PluginError(f"{where}: Config must be a dataclass, got {cls!r}")
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception as exc:  # a bad annotation is the plugin's error, not ours
+        raise PluginError(f"{where}: cannot read the Config annotations: {exc}") from exc
+    specs = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = _MISSING
+        specs.append(_make_field(f.name, hints[f.name], default, where, group))
+    return Schema(specs)
+
+
+def schema_from_signature(fn: Any, where: str, group: str = "model") -> Schema:
+    """Read the typed, defaulted parameters of ``fn`` (usually a class's ``__init__``) into a :class:`Schema`."""
+    try:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise PluginError(f"{where}: cannot read the signature: {exc}") from exc
+    specs = []
+    for name, p in sig.parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if name not in hints:
+            raise PluginError(f"{where}: parameter {name!r} has no type annotation")
+        default = _MISSING if p.default is p.empty else p.default
+        specs.append(_make_field(name, hints[name], default, where, group))
+    return Schema(specs)
+
+
+# ---------------------------------------------------------------- checking values
+def _type_ok(value: Any, type_name: str) -> bool:
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "str":  # the command line parses 3 as a number; a string field takes it as "3"
+        return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    return False
+
+
+def _check_one(spec: FieldSpec, value: Any) -> str | None:
+    if value is None:
+        return None if spec.optional else "must not be null"
+    if not _type_ok(value, spec.item_type):
+        return f"expected {spec.item_type}"
+    if spec.choices is not None and value not in spec.choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in spec.choices], n=1)
+        return "not one of " + ", ".join(map(str, spec.choices)) + (f" (did you mean {close[0]}?)" if close else "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return "must be a number, got nan"
+        if spec.ge is not None and value < spec.ge:
+            return f"below the minimum {_num(spec.ge)}"
+        if spec.gt is not None and value <= spec.gt:
+            return f"must be greater than {_num(spec.gt)}"
+        if spec.le is not None and value > spec.le:
+            return f"above the maximum {_num(spec.le)}"
+        if spec.lt is not None and value >= spec.lt:
+            return f"must be less than {_num(spec.lt)}"
+    return None
+
+
+def check_values(schema: Schema, values: dict[str, Any], prefix: str, owner: str, partial: bool = False) -> list[str]:
+    """Check values against the schema; return one line per problem (empty when all is well).
+
+    Each line names the key, the bad value, the rule and the field's help, e.g.
+    ``model.width=4: below the minimum 8 (simple_cnn: channels of the first stage)``.
+
+    Args:
+        schema: the rules.
+        values: field name -> value (keys starting with ``_`` are ignored).
+        prefix: put before each key (``model``, ``data``).
+        owner: the plugin's name, shown with the help.
+        partial: when True, fields absent from ``values`` are fine (presets, overrides).
+    """
+    problems = []
+    known = set(schema.names())
+    for key in values:
+        if key.startswith("_") or key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"did you mean {prefix}.{close[0]}?" if close else f"{owner} has: {', '.join(sorted(known)) or 'no settings'}"
+        problems.append(f"{prefix}.{key}: unknown key ({hint})")
+    for spec in schema.fields:
+        if spec.name not in values:
+            if not partial and spec.default == _MISSING:
+                problems.append(f"{prefix}.{spec.name}: missing value ({spec.rule()})")
+            continue
+        value = values[spec.name]
+        if value == _MISSING:
+            problems.append(f"{prefix}.{spec.name}: missing value, set {prefix}.{spec.name}=...{_help(owner, spec)}")
+            continue
+        items = value if spec.type.startswith("list[") and isinstance(value, (list, tuple)) else [value]
+        if spec.type.startswith("list[") and not isinstance(value, (list, tuple)) and value is not None:
+            problems.append(f"{prefix}.{spec.name}={value!r}: expected {spec.type}{_help(owner, spec)}")
+            continue
+        for item in items:
+            why = _check_one(spec, item)
+            if why:
+                problems.append(f"{prefix}.{spec.name}={_show(value)}: {why}{_help(owner, spec)}")
+                break
+    return problems
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _help(owner: str, spec: FieldSpec) -> str:
+    return f" ({owner}: {spec.help})" if spec.help else ""
