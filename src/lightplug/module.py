@@ -63,12 +63,19 @@ class PluginModule(L.LightningModule):
 
     def compute(self, batch: dict[str, Any]) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
         """Forward a batch and return (predictions, loss, loss parts)."""
-        preds, loss, parts = split_outputs(self.net(batch["input"]))
-        if loss is None:
-            if self._hook("loss"):
-                loss = self.plugin.loss(preds, batch)
-            else:
-                loss = default_loss(self.task, preds, batch["target"], self._label_smoothing if self.training else 0.0)
+        takes_targets = getattr(self.plugin, "takes_targets", False)
+        outputs = self.net(batch["input"], batch["target"]) if takes_targets else self.net(batch["input"])
+        preds, loss, parts = split_outputs(outputs)
+        if loss is not None and takes_targets:
+            return preds, loss, parts
+        aux = loss
+        if self._hook("loss"):
+            loss = self.plugin.loss(preds, batch)
+        else:
+            loss = default_loss(self.task, preds, batch["target"], self._label_smoothing if self.training else 0.0)
+        if aux is not None:
+            parts = {**parts, "task": loss.detach(), "aux": aux.detach()}
+            loss = loss + aux
         return preds, loss, parts
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:

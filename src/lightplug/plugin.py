@@ -92,12 +92,25 @@ class ModelPlugin(_Plugin):
 
     Only :meth:`build` is required. Every other hook has a default in the core; override one to
     change that step. The instance is created with the resolved config as ``self.cfg``.
+
+    What the built module's forward may return (the core handles each):
+
+    - predictions: the task's loss (or :meth:`loss`) is computed from them;
+    - ``(predictions, aux_loss)`` with a scalar ``aux_loss``: the task loss is added to it
+      (logged as ``train/loss_aux``); with ``takes_targets = True`` it is the whole loss instead;
+    - a dict of scalar losses (with ``takes_targets``): their sum is the loss, each logged as ``train/loss_<name>``.
+
+    Batches are dicts: ``input`` (a tensor), ``target`` (a tensor, or a list of per-image dicts for
+    detection) and ``index`` (the sample's position in its split).
     """
 
     #: One of :data:`TASKS`.
     task: ClassVar[str] = "classification"
     #: Set to ``True`` when :meth:`training_step` steps its own optimizers (manual optimisation).
     manual_optimization: ClassVar[bool] = False
+    #: Set to ``True`` when the module's forward takes the targets too (``net(input, target)``) and then
+    #: returns ``(predictions, loss)`` or a dict of losses, as torchvision's detectors do in training.
+    takes_targets: ClassVar[bool] = False
 
     def build(self, cfg: Any) -> nn.Module:
         """Return the ``nn.Module`` for this config."""
