@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError"]
+__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError", "Interrupted"]
 
 
 class LightplugError(Exception):
@@ -52,3 +52,11 @@ class CheckpointError(LightplugError):
 
 class DataError(LightplugError):
     """Input data is missing, empty or unreadable."""
+
+
+class Interrupted(LightplugError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; the message says how to resume."""
+
+    def __init__(self, message: str, hint: str | None = None, signal_number: int = 2) -> None:
+        super().__init__(message, hint)
+        self.exit_code = 128 + signal_number

@@ -166,7 +166,8 @@ class DataPlugin(_Plugin):
 
     def facts(self, cfg: Any) -> dict[str, Any]:
         """Facts the model binds to (``num_classes``, ``in_channels``, ``in_features``, ``image_size``,
-        ``num_outputs``, ``label_names``), computed cheaply from the config (no tensors built)."""
+        ``num_outputs``, ``label_names``), computed cheaply from the config (no tensors built).
+        Data whose task is a setting also returns ``task``."""
         return {}
 
     def build(self, cfg: Any) -> Any:

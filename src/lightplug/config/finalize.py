@@ -119,7 +119,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         data_obj = data_plugin.instantiate(coerce(data_plugin.schema, data_values))
         facts = dict(data_obj.facts(data_obj.cfg))
     with open_dict(cfg):
-        cfg.facts = {k: v for k, v in facts.items() if k != "label_names"}
+        cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(resolved, dict)
     resolved.pop("hydra", None)
@@ -127,7 +127,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     problems += check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
-    data_task = data_plugin.task
+    data_task = facts.get("task", data_plugin.task)  # data whose task is a setting says so in its facts
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
                         f"(choose data for {task}, see `lightplug data`)")

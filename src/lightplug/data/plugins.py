@@ -90,7 +90,7 @@ class Synthetic(DataPlugin):
 
     def facts(self, cfg: SyntheticConfig) -> dict[str, Any]:
         outputs = cfg.num_classes if cfg.task == "classification" else cfg.num_outputs
-        return {"num_classes": outputs, "num_outputs": outputs, "in_channels": cfg.in_channels, "image_size": cfg.image_size,
+        return {"task": cfg.task, "num_classes": outputs, "num_outputs": outputs, "in_channels": cfg.in_channels, "image_size": cfg.image_size,
                 "in_features": cfg.in_channels * cfg.image_size**2,
                 "label_names": [f"class_{i}" for i in range(cfg.num_classes)] if cfg.task == "classification" else [f"y{i}" for i in range(outputs)]}
 
