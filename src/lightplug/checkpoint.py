@@ -77,7 +77,14 @@ def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> tu
     registry = get_registry()
     name = info["name"]
     try:
-        loaded = registry.get("model", name)
+        try:
+            loaded = registry.get("model", name)
+        except LightplugError:
+            if info.get("source") not in ("local", "path") or (info.get("source") == "local" and not Path(info.get("target", "")).is_file()):
+                raise
+            from .registry import PluginRef  # a prototype from a plugin folder or a class path: load it where it was
+
+            loaded = registry.load(PluginRef("model", name, info["target"], info["source"]))
     except LightplugError as exc:
         raise CheckpointError(f"{where} was trained with model {name!r} ({info.get('dist') or info.get('source')}), which cannot be loaded here: {exc}",
                               hint=f"install {info.get('dist') or 'that plugin'}") from exc

@@ -220,7 +220,8 @@ class Registry:
             requires = _requirement_on_core(dist) if dist is not None and dist_name != _CORE_DIST else None
             ref = PluginRef(kind, ep.name, ep.value, "entry-point", dist_name, dist.version if dist else None,
                             (dist.metadata["Summary"] or "") if dist else "", requires, _fingerprint(dist, ep.value))
-            ref.problem = _incompatible(requires)
+            why = _incompatible(requires)
+            ref.problem = f"incompatible: {why}" if why else None
             found.append(ref)
         if kind == "model":
             for folder in _local_dirs():

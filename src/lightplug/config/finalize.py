@@ -120,6 +120,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         facts = dict(data_obj.facts(data_obj.cfg))
     with open_dict(cfg):
         cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
+        cfg.pop("hydra", None)  # the compose API's copy; its interpolations need a running Hydra
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(resolved, dict)
     resolved.pop("hydra", None)
