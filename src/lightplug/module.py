@@ -87,9 +87,9 @@ class PluginModule(L.LightningModule):
         else:
             _, loss, parts = self.compute(batch)
         size = len(batch["input"])
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         for name, value in parts.items():
-            self.log(f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=size)
+            self.log(f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> Any:
@@ -117,8 +117,8 @@ class PluginModule(L.LightningModule):
         if metrics is None:
             return
         monitor = self.run_cfg.get("monitor")
-        for name, value in metrics.compute().items():
-            self.log(name, value.float(), prog_bar=name == monitor)
+        for name, value in metrics.compute().items():  # torchmetrics already synced them: the all-reduce is a no-op
+            self.log(name, value.float(), prog_bar=name == monitor, sync_dist=True)
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:

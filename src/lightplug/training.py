@@ -110,6 +110,26 @@ def _init_from(module: Any, path: str) -> None:
         raise CheckpointError(f"init_from={path} does not fit this model: {str(exc).splitlines()[-1].strip()[:200]}") from exc
 
 
+#: Set by Lightning's DDP launcher in the launching process; left behind, they make the next job of a
+#: multirun believe its ranks were started externally, and it waits for them forever.
+_DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _end_process_group(saved_env: dict[str, str | None]) -> None:
+    """After fit: destroy the DDP process group and restore the launcher's environment variables, so
+    the next job of a multirun launches its own ranks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    if saved_env.get("LOCAL_RANK") is None:  # we launched the ranks ourselves (not torchrun/SLURM)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | None:
     """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric."""
     import lightning as L
@@ -136,7 +156,11 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True if resume else None)
+    saved_env = {k: os.environ.get(k) for k in _DDP_ENV}
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True if resume else None)
+    finally:
+        _end_process_group(saved_env)
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     score = float(best) if best is not None else None
     if score is None and cfg["monitor"] in trainer.callback_metrics:
