@@ -1,0 +1,129 @@
+"""``lightplug export ckpt=PATH format=onnx|torchscript [key=value ...]``: export a checkpoint, verify the
+files against eager PyTorch, time them, print a table and write ``export_report.json`` next to them.
+
+Exit codes: 0 every format was written and verified; 2 bad arguments, an unreadable checkpoint, or a
+format that failed (one ``error:`` line per failed format; the formats that passed are kept).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["main", "parse_args", "USAGE"]
+
+USAGE = """usage: lightplug export ckpt=PATH [format=onnx|torchscript|onnx,torchscript] [key=value ...]
+
+Export a checkpoint written by `lightplug train` to ONNX and/or TorchScript. Every file is verified
+(onnx.checker; onnxruntime and the reloaded TorchScript module against eager PyTorch on seeded random
+inputs, batch sizes 1 and 7) and timed against eager PyTorch (latency at batch 1, throughput at batch 32).
+
+keys:
+  ckpt=PATH            the checkpoint (best.ckpt or last.ckpt of a run)                  required
+  format=F[,F]         onnx, torchscript or both                                        default: onnx
+  output=FILE          the file to write (several formats: its suffix is replaced)     default: next to ckpt
+  opset=N              ONNX opset (7..25)                                               default: 17
+  dynamic_batch=BOOL   a dynamic batch axis (checked with batch sizes 1 and 7)          default: true
+  atol=X rtol=X        verification tolerance: |exported - eager| <= atol + rtol*|eager| default: 1e-4, 1e-3
+  benchmark=BOOL       time the files against eager PyTorch                             default: true
+  bench_seconds=X      timing budget per backend                                        default: 1.0
+  seed=N               seed of the compared and timed inputs                            default: 0
+
+example: lightplug export ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt format=onnx,torchscript"""
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+_ALIASES = {"formats": "format", "checkpoint": "ckpt", "out": "output"}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in _BOOLS:
+        raise ValueError("not a boolean (true or false)")
+    return _BOOLS[text.lower()]
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _opset(text: str) -> int:
+    value = int(text)
+    if not 7 <= value <= 25:
+        raise ValueError("outside the supported range 7..25")
+    return value
+
+
+def _formats(text: str) -> list[str]:
+    from ..export.report import FORMATS
+
+    names = [f.strip().strip("'\"").lower() for f in text.strip("[] ").split(",") if f.strip()]
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise ValueError(f"unknown export format {bad[0]!r}" if bad else "no format given")
+    return names
+
+
+_KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
+                                          "atol": _positive(float), "rtol": _positive(float), "benchmark": _bool,
+                                          "bench_seconds": _positive(float), "seed": int}
+_RULES = {"format": "choose from onnx, torchscript; several: format=onnx,torchscript", "opset": "an integer from 7 to 25",
+          "atol": "a number > 0", "rtol": "a number > 0", "bench_seconds": "a number > 0", "seed": "an integer",
+          "dynamic_batch": "true or false", "benchmark": "true or false"}
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments -> typed options, defaults filled in.
+
+    Raises:
+        ConfigError: every problem at once (unknown key, bad value, missing ``ckpt``), one line each.
+    """
+    opts: dict[str, Any] = {"format": ["onnx"], "output": None, "opset": 17, "dynamic_batch": True, "atol": 1e-4, "rtol": 1e-3,
+                            "benchmark": True, "bench_seconds": 1.0, "seed": 0}
+    problems = []
+    for arg in argv:
+        key, sep, text = arg.partition("=")
+        key = _ALIASES.get(key.strip().lstrip("+-"), key.strip().lstrip("+-"))
+        if not sep:
+            problems.append(f"{arg}: expected key=value (e.g. ckpt=PATH; see `lightplug export --help`)")
+            continue
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, list(_KEYS), n=1)
+            problems.append(f"{key}: unknown key ({f'did you mean {close[0]}?' if close else 'keys: ' + ', '.join(_KEYS)})")
+            continue
+        try:
+            opts[key] = _KEYS[key](text.strip())
+        except ValueError as exc:
+            rule = _RULES.get(key)
+            problems.append(f"{key}={text}: {str(exc).splitlines()[0]}" + (f" ({rule})" if rule else ""))
+    if not opts.get("ckpt"):
+        problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`)")
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    return opts
+
+
+def main(argv: list[str]) -> int:
+    """Run ``lightplug export`` with ``argv`` (everything after ``export``); returns the exit code."""
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE)
+        return 0
+    opts = parse_args(argv)
+    from ..export import ExportError, export_checkpoint
+
+    report = export_checkpoint(opts["ckpt"], opts["format"], output=opts["output"], opset=opts["opset"], dynamic_batch=opts["dynamic_batch"],
+                               atol=opts["atol"], rtol=opts["rtol"], benchmark=opts["benchmark"], bench_seconds=opts["bench_seconds"],
+                               seed=opts["seed"])
+    report.print(failures=False)
+    failed = [r for r in report.formats.values() if not r.ok]
+    if failed:
+        lines = [f"export to {r.format} failed: {(r.error or '').removeprefix(r.format + ': ')}" for r in failed]
+        raise ExportError("\n".join(lines) if len(lines) == 1 else "\n  ".join([f"{len(lines)} formats failed:", *lines]))
+    return 0
