@@ -291,30 +291,31 @@ def check_values(schema: Schema, values: dict[str, Any], prefix: str, owner: str
         partial: when True, fields absent from ``values`` are fine (presets, overrides).
     """
     problems = []
+    prefix = f"{prefix}." if prefix else ""
     known = set(schema.names())
     for key in values:
         if key.startswith("_") or key in known:
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
-        hint = f"did you mean {prefix}.{close[0]}?" if close else f"{owner} has: {', '.join(sorted(known)) or 'no settings'}"
-        problems.append(f"{prefix}.{key}: unknown key ({hint})")
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"{owner} has: {', '.join(sorted(known)) or 'no settings'}"
+        problems.append(f"{prefix}{key}: unknown key ({hint})")
     for spec in schema.fields:
         if spec.name not in values:
             if not partial and spec.default == _MISSING:
-                problems.append(f"{prefix}.{spec.name}: missing value ({spec.rule()})")
+                problems.append(f"{prefix}{spec.name}: missing value ({spec.rule()})")
             continue
         value = values[spec.name]
         if value == _MISSING:
-            problems.append(f"{prefix}.{spec.name}: missing value, set {prefix}.{spec.name}=...{_help(owner, spec)}")
+            problems.append(f"{prefix}{spec.name}: missing value, set {prefix}{spec.name}=...{_help(owner, spec)}")
             continue
         items = value if spec.type.startswith("list[") and isinstance(value, (list, tuple)) else [value]
         if spec.type.startswith("list[") and not isinstance(value, (list, tuple)) and value is not None:
-            problems.append(f"{prefix}.{spec.name}={value!r}: expected {spec.type}{_help(owner, spec)}")
+            problems.append(f"{prefix}{spec.name}={value!r}: expected {spec.type}{_help(owner, spec)}")
             continue
         for item in items:
             why = _check_one(spec, item)
             if why:
-                problems.append(f"{prefix}.{spec.name}={_show(value)}: {why}{_help(owner, spec)}")
+                problems.append(f"{prefix}{spec.name}={_show(value)}: {why}{_help(owner, spec)}")
                 break
     return problems
 

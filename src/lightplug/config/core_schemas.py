@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Optional
 from ..plugin import Param
 from ..schema import Schema, schema_from_dataclass
 
-__all__ = ["core_schemas"]
+__all__ = ["core_schemas", "run_schema"]
 
 
 @dataclass
@@ -77,6 +77,24 @@ class ExportRules:
     atol: Annotated[float, Param(gt=0, help="verification: absolute tolerance")] = 1e-4
     rtol: Annotated[float, Param(gt=0, help="verification: relative tolerance")] = 1e-3
     benchmark: Annotated[bool, Param(help="time the exported files against eager PyTorch")] = True
+
+
+@dataclass
+class RunRules:
+    """Top-level keys of the run (checked without a prefix)."""
+
+    seed: Annotated[int, Param(ge=0, help="seed of every random generator")] = 42
+    threads: Annotated[Optional[int], Param(ge=1, le=1024, help="torch threads per process (null: all cores, shared among CPU DDP ranks)")] = None
+    monitor: Annotated[Optional[str], Param(help="metric for checkpoints, early stopping and sweeps")] = None
+    monitor_mode: Annotated[Optional[str], Param(choices=("min", "max"), help="whether lower or higher is better")] = None
+    resume: Annotated[Optional[str], Param(help="last, or a checkpoint path to continue from")] = None
+    init_from: Annotated[Optional[str], Param(help="a checkpoint whose weights start this run")] = None
+
+
+@lru_cache(maxsize=1)
+def run_schema() -> Schema:
+    """Rules of the top-level run keys."""
+    return schema_from_dataclass(RunRules, "the run config", group="run")
 
 
 @lru_cache(maxsize=1)

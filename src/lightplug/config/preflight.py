@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..registry import Registry
 from ..schema import Schema, check_values
-from .core_schemas import core_schemas
+from .core_schemas import core_schemas, run_schema
 from .paths import conf_dir
 
 __all__ = ["parse_overrides", "group_options", "preflight"]
@@ -67,6 +67,10 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
         if key.startswith("hydra") or ov.is_delete():
             continue
         top, _, rest = key.partition(".")
+        if not rest and top in run_schema().names():  # seed=-1, threads=0, ...
+            for value in _values(ov):
+                problems += check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True)
+            continue
         if not rest and ov.package is None:  # a group choice: optimizer=adamm
             if (conf_dir() / top).is_dir() or top in _PLUGIN_GROUPS:
                 if top in _PLUGIN_GROUPS:
