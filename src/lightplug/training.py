@@ -130,6 +130,19 @@ def _end_process_group(saved_env: dict[str, str | None]) -> None:
                 os.environ[key] = value
 
 
+def _set_threads(cfg: dict[str, Any]) -> None:
+    """``threads``, or on CPU DDP the cores shared among the ranks: oversubscribed cores stall every op."""
+    import torch
+
+    threads = cfg.get("threads")
+    t = cfg["trainer"]
+    devices = t.get("devices")
+    if threads is None and t.get("accelerator") == "cpu" and str(t.get("strategy", "")).startswith("ddp") and str(devices).isdigit():
+        threads = max(1, (os.cpu_count() or 1) // max(1, int(devices)))
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | None:
     """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric."""
     import lightning as L
@@ -143,6 +156,7 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     cfg = run.cfg
     for note in run.notes:
         log.info(note)
+    _set_threads(cfg)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     data = get_registry().get("data", run.data_name)
     data_plugin = data.instantiate(cfg["data"])

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
-from .core_schemas import core_schemas
+from .core_schemas import core_schemas, run_schema
 
 __all__ = ["RunConfig", "finalize", "coerce"]
 
@@ -126,8 +126,11 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     resolved.pop("hydra", None)
 
     problems += check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
+    problems += _callback_plugins(registry, resolved)
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
+    top = {k: resolved.get(k) for k in run_schema().names() if k in resolved}
+    problems += check_values(run_schema(), top, prefix="", owner="run", partial=True)
     data_task = facts.get("task", data_plugin.task)  # data whose task is a setting says so in its facts
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
@@ -148,6 +151,24 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         resolved["monitor_mode"] = mode if resolved["monitor"] == monitor else _guess_mode(resolved["monitor"])
     resolved["facts"] = facts
     return RunConfig(resolved, model_name, data_name, task or "classification", preset, list(overrides), facts, notes)
+
+
+_BUILTIN_CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
+
+
+def _callback_plugins(registry: Registry, resolved: dict[str, Any]) -> list[str]:
+    """Check each callback plugin named under ``callbacks`` and fill in its defaults."""
+    problems: list[str] = []
+    for name, values in list((resolved.get("callbacks") or {}).items()):
+        if name in _BUILTIN_CALLBACKS:
+            continue
+        schema = registry.get("callback", name).schema
+        values = {k: v for k, v in (values or {}).items() if not k.startswith("_")}
+        found = check_values(schema, values, prefix=f"callbacks.{name}", owner=name, partial=True)
+        problems += found
+        if not found:
+            resolved["callbacks"][name] = coerce(schema, {**schema.defaults(), **values})
+    return problems
 
 
 def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[str]:
