@@ -115,3 +115,17 @@ def test_every_installed_example_builds_through_the_python_api(name: str) -> Non
 
     net = lightplug.build_model(name)
     assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_doctor_reports_versions_accelerators_and_broken_plugins(site_env: tuple[Path, dict[str, str]]) -> None:
+    site, env = site_env
+    make_dist(site, "lp-bad-schema", entry_points={"lightplug.models": {"untyped": "lp_bad_schema:Net"}},
+              modules={"lp_bad_schema.py": "from torch import nn\nclass Net(nn.Module):\n    def __init__(self, width=3):\n        super().__init__()\n"})
+    out = run_cli("doctor", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["lightplug"] and data["packages"]["torch"] and "cuda" in data["accelerators"]
+    problem = next(p for p in data["problems"] if "untyped" in p)
+    assert "lp-bad-schema" in problem and "no type annotation" in problem
+    text = run_cli("doctor", env=env)
+    assert "problems:" in text.stdout and "untyped" in text.stdout
