@@ -1,0 +1,1 @@
+"""Example data and callback plugins for lightplug: ``data=csv`` and ``callbacks=[default,prediction_grid]``."""
