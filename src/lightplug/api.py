@@ -58,7 +58,7 @@ def train(*overrides: str) -> float | None:
     from omegaconf import OmegaConf
 
     from .cli.train import _choices, register_configs
-    from .config.finalize import finalize
+    from .config.finalize import finalize, plain_choices
     from .config.paths import conf_dir
     from .training import run_training
 
@@ -68,10 +68,9 @@ def train(*overrides: str) -> float | None:
     register_configs(get_registry(), _choices(args))
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=args, return_hydra_config=True)
-    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     if run_dir is None:
         from datetime import datetime
 
         run_dir = f"outputs/{datetime.now():%Y-%m-%d/%H-%M-%S}"
-    run = finalize(cfg, choices if isinstance(choices, dict) else {}, args)
+    run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), args)
     return run_training(run, run_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -45,9 +45,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], max_e
     if name == "exponential":
         return {"scheduler": torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.get("gamma", 0.95)), "interval": "epoch"}
     if name == "plateau":
-        mode = "min" if monitor.endswith(("loss", "mse", "mae", "rmse")) else "max"
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.get("factor", 0.1), patience=cfg.get("patience", 5))
-        return {"scheduler": sched, "interval": "epoch", "monitor": monitor}
+        mode: Literal["min", "max"] = "min" if monitor.endswith(("loss", "mse", "mae", "rmse")) else "max"
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.get("factor", 0.1), patience=cfg.get("patience", 5))
+        return {"scheduler": plateau, "interval": "epoch", "monitor": monitor}
     if name == "onecycle":
         max_lr = cfg.get("max_lr") or optimizer.param_groups[0]["lr"]
         sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(1, total_steps), pct_start=cfg.get("pct_start", 0.3))

@@ -98,12 +98,14 @@ def _is_lightning_callback(obj: Any) -> bool:
 def _adapt(kind: str, obj: Any, where: str) -> tuple[type, Schema]:
     """Turn what an entry point names into a plugin class of ``kind`` and read its schema."""
     base = _BASES[kind]
+    cls: Any
     if isinstance(obj, type) and issubclass(obj, base):
         cls = obj
-        schema = schema_from_dataclass(cls.Config, where, group=kind) if cls.Config is not None else Schema([])
+        config = getattr(cls, "Config", None)
+        schema = schema_from_dataclass(config, where, group=kind) if config is not None else Schema([])
     elif kind == "model" and (_is_torch_module(obj) or (callable(obj) and not isinstance(obj, type))):
         target = obj
-        schema = schema_from_signature(obj.__init__ if isinstance(obj, type) else obj, where, group=kind)
+        schema = schema_from_signature(obj.__init__ if isinstance(obj, type) else obj, where, group=kind)  # type: ignore[misc]
         attrs = {
             "task": getattr(obj, "task", "classification"),
             "presets": dict(getattr(obj, "presets", {}) or {}),
@@ -210,7 +212,7 @@ class Registry:
 
     def _discover(self, kind: str) -> list[PluginRef]:
         found: list[PluginRef] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str | None, str]] = set()
         for ep in metadata.entry_points(group=KINDS[kind]):
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
@@ -303,7 +305,7 @@ class Registry:
             cause = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self._remember(ref, "broken", f"import failed: {cause}")
             raise PluginError(f"{where} failed to import: {cause}", hint="fix or uninstall that package") from exc
-        description = cls.description or _first_line(cls.__doc__) or ref.summary
+        description = getattr(cls, "description", None) or _first_line(cls.__doc__) or ref.summary
         loaded = LoadedPlugin(ref, cls, schema, getattr(cls, "task", None), description)
         self._loaded[ref.cache_key] = loaded
         self._remember(ref, "ok", "", loaded)

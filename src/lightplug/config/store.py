@@ -18,7 +18,7 @@ _PY = {"int": int, "float": float, "str": str, "bool": bool}
 
 def _annotation(spec: FieldSpec) -> Any:
     if spec.type.startswith("list["):
-        tp: Any = list[_PY[spec.item_type]]  # type: ignore[index]
+        tp: Any = list[_PY[spec.item_type]]  # type: ignore[index,name-defined,valid-type]
     elif spec.type == "str" and spec.choices is None:
         tp = Any  # the command line reads 3 as an int; our validation decides what a str field takes
     else:
@@ -33,6 +33,10 @@ def _default(spec: FieldSpec, kind: str) -> Any:
     return spec.default
 
 
+def _copier(items: list[Any]) -> Any:
+    return lambda: list(items)
+
+
 def structured_node(schema: Schema, name: str, kind: str) -> type:
     """A dataclass Hydra can type-check: the schema's fields, data-bound ones as interpolations of the
     data facts, and ``_plugin_`` naming the plugin."""
@@ -40,7 +44,7 @@ def structured_node(schema: Schema, name: str, kind: str) -> type:
     for spec in schema.fields:
         default = _default(spec, kind)
         if isinstance(default, list):
-            value = dataclasses.field(default_factory=lambda d=default: list(d))
+            value = dataclasses.field(default_factory=_copier(default))
         else:
             value = dataclasses.field(default=default)
         fields.append((spec.name, _annotation(spec), value))

@@ -76,7 +76,8 @@ class LightplugDataModule(L.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test" if "test" in self.datasets and len(self.datasets["test"]) else "val", shuffle=False)
+        has_test = "test" in self.datasets and len(self.datasets["test"]) > 0  # type: ignore[arg-type]
+        return self._loader("test" if has_test else "val", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
