@@ -19,6 +19,16 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("lightplug.cli.models:main_data", "list data plugins, `data show NAME` for one"),
     "callbacks": ("lightplug.cli.models:main_callbacks", "list callback plugins"),
     "train": ("lightplug.cli.train:main", "train a model: lightplug train model=NAME [key=value ...]"),
+    "test": ("lightplug.cli.test:main", "a checkpoint's metrics on the test split: lightplug test ckpt=PATH | run=RUN_DIR"),
+    "predict": ("lightplug.cli.predict:main", "predictions for files: lightplug predict ckpt=PATH|model=FILE.onnx input=FILE_OR_DIR"),
+    "results": ("lightplug.cli.results:main", "the worst validation cases of a run: lightplug results RUN_DIR [--worst 20]"),
+    "doctor": ("lightplug.cli.doctor:main", "versions, accelerators and every plugin's status, for bug reports"),
+    "new-plugin": ("lightplug.cli.new_plugin:main", "write a ready-to-install plugin package"),
+    "check-plugin": ("lightplug.cli.check_plugin:main", "check a plugin against the contract"),
+    "export": ("lightplug.cli.export:main", "export a checkpoint to ONNX/TorchScript, verified and benchmarked"),
+    "runs": ("lightplug.cli.runs:main", "list, show and compare recorded runs"),
+    "ui": ("lightplug.cli.ui:main", "a local web UI: forms from plugin schemas, launch and watch runs"),
+    "store": ("lightplug.cli.store:main", "publish, list and load trained models by name and version"),
 }
 
 
@@ -76,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script wrapper: exit with :func:`main`'s code."""
-    sys.exit(main())
+    """Console-script wrapper: exit with :func:`main`'s code (quietly when the reader of a pipe is gone)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `lightplug models | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 def _argparser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -1,0 +1,128 @@
+"""``lightplug new-plugin NAME [--dir DIR] [--task classification|regression]``: write a ready-to-install plugin package.
+
+The package (hatchling, src layout) holds a tier-1 ``ModelPlugin`` with a typed ``Config``, presets, a
+README and tests that use :mod:`lightplug.testing`. The files come from the text templates shipped in
+``lightplug/templates/plugin``; ``{key}`` placeholders are replaced, any other brace is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import re
+from importlib import resources
+from pathlib import Path
+
+from ..errors import PluginError
+
+__all__ = ["main", "render_package", "validate_name", "TASKS"]
+
+#: The tasks a new plugin can start from, with what their templates need.
+TASKS: dict[str, dict[str, str]] = {
+    "classification": {"template": "model_classification.py.tmpl", "data": "digits", "data_arg": "", "test_data": "synthetic",
+                       "data_note": "scikit-learn's 8x8 handwritten digits, bundled", "monitor": "val/acc",
+                       "bound": "`in_channels`, `num_classes`", "example_field": "width", "example_value": "48"},
+    "regression": {"template": "model_regression.py.tmpl", "data": "diabetes", "data_arg": " data=diabetes", "test_data": "diabetes",
+                   "data_note": "scikit-learn's diabetes data, 10 features, bundled", "monitor": "val/mse",
+                   "bound": "`in_features`, `num_outputs`", "example_field": "hidden", "example_value": "96"},
+}
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def validate_name(name: str) -> None:
+    """Refuse a plugin name that is not a lower-case Python identifier.
+
+    Raises:
+        PluginError: naming the rule and a corrected name.
+    """
+    if _NAME.fullmatch(name) and not keyword.iskeyword(name):
+        return
+    fixed = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    fixed = f"my_{fixed}" if not fixed or not fixed[0].isalpha() or keyword.iskeyword(fixed) else fixed
+    raise PluginError(f"invalid plugin name {name!r}: use a lower-case Python identifier (letters, digits, _; starting with a letter)",
+                      hint=f"e.g. lightplug new-plugin {fixed}")
+
+
+def _render(text: str, values: dict[str, str]) -> str:
+    """Replace ``{key}`` for the known keys only, so dicts and f-strings in the templates stay as they are."""
+    pattern = re.compile(r"\{(" + "|".join(map(re.escape, values)) + r")\}")
+    return pattern.sub(lambda m: values[m.group(1)], text)
+
+
+def _template(name: str) -> str:
+    return (resources.files("lightplug") / "templates" / "plugin" / name).read_text(encoding="utf-8")
+
+
+def render_package(name: str, task: str = "classification") -> dict[str, str]:
+    """The files of a new plugin package, as relative path -> text.
+
+    Example:
+        >>> sorted(render_package("my_model"))  # doctest: +NORMALIZE_WHITESPACE
+        ['README.md', 'pyproject.toml', 'src/lightplug_my_model/__init__.py', 'src/lightplug_my_model/model.py', 'tests/test_my_model.py']
+    """
+    from .. import __version__
+
+    validate_name(name)
+    spec = TASKS[task]
+    module = f"lightplug_{name}"
+    class_name = "".join(part.capitalize() for part in name.split("_") if part)
+    kind = "convolutional classifier" if task == "classification" else "multi-layer perceptron regressor"
+    values = {
+        **{k: v for k, v in spec.items() if k != "template"},
+        "name": name,
+        "class_name": class_name,
+        "module": module,
+        "dist": f"lightplug-{name.replace('_', '-')}",
+        "task": task,
+        "description": f"{class_name}: a {kind} as a lightplug model plugin ({name}).",
+        "core_version": ".".join(__version__.split(".")[:2]),
+    }
+    files = {
+        "pyproject.toml": "pyproject.toml.tmpl",
+        "README.md": "README.md.tmpl",
+        f"src/{module}/__init__.py": "__init__.py.tmpl",
+        f"src/{module}/model.py": spec["template"],
+        f"tests/test_{name}.py": "test_plugin.py.tmpl",
+    }
+    return {path: _render(_template(tmpl), values) for path, tmpl in files.items()}
+
+
+def _clash_note(name: str) -> str | None:
+    """A note when an installed package already registers ``name`` (reads metadata only)."""
+    from ..registry import get_registry
+
+    owners = [r.dist or r.target for r in get_registry().refs("model") if r.name == name]
+    if owners:
+        return f"note: {', '.join(owners)} already registers a model named {name!r}; with both installed, users pick one with model=DIST:{name}"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """Run ``lightplug new-plugin``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="lightplug new-plugin", description="Write a ready-to-install lightplug model plugin package.")
+    parser.add_argument("name", help="the plugin's name: a lower-case Python identifier, e.g. my_model")
+    parser.add_argument("--dir", help="where to write it (default: ./lightplug-NAME); must not exist or be empty")
+    parser.add_argument("--task", choices=sorted(TASKS), default="classification", help="what the model predicts (default: classification)")
+    args = parser.parse_args(argv)
+    validate_name(args.name)
+    dest = Path(args.dir or f"lightplug-{args.name}")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PluginError(f"{dest} already exists and is not an empty folder; nothing was written", hint="choose another --dir, or remove it first")
+    files = render_package(args.name, args.task)
+    for rel, text in files.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    print(f"wrote {dest}/, a pip package with the {args.task} model plugin {args.name!r}:")
+    for rel in files:
+        print(f"  {rel}")
+    note = _clash_note(args.name)
+    if note:
+        print(note)
+    data = TASKS[args.task]["data_arg"]
+    print("next:")
+    print(f"  pip install -e {dest}")
+    print(f"  lightplug check-plugin {args.name}")
+    print(f"  lightplug train model={args.name}{data} +preset=easy")
+    print(f"  python -m pytest {dest}/tests")
+    return 0

@@ -1,0 +1,110 @@
+"""`lightplug new-plugin`: names are checked, nothing is overwritten, and the package it writes installs with pip,
+is listed, trains, and passes its own tests (which use lightplug.testing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from lightplug.cli.new_plugin import TASKS
+
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+PLACEHOLDER = re.compile(r"\{(name|class_name|module|dist|task|description|core_version|" + "|".join(next(iter(TASKS.values()))) + r")\}")
+
+
+def test_templates_ship_inside_the_lightplug_package() -> None:
+    folder = resources.files("lightplug") / "templates" / "plugin"
+    names = {p.name for p in folder.iterdir()}
+    assert {"pyproject.toml.tmpl", "README.md.tmpl", "__init__.py.tmpl", "test_plugin.py.tmpl"} <= names
+    assert {spec["template"] for spec in TASKS.values()} <= names
+
+
+@pytest.mark.parametrize("bad", ["My-Model", "2fast", "class", "my model", "_hidden"])
+def test_invalid_name_exits_2_and_writes_nothing(tmp_path: Path, bad: str) -> None:
+    out = run_cli("new-plugin", bad, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "invalid plugin name" in out.stderr and "lower-case Python identifier" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_a_non_empty_folder_and_leaves_it_untouched(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    out = run_cli("new-plugin", "my_model", "--dir", str(taken), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "already exists and is not an empty folder" in out.stderr
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("new-plugin", "my_model", "--dir", str(empty), cwd=tmp_path).returncode == 0
+    assert (empty / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_writes_a_complete_package_for_the_task(tmp_path: Path, task: str) -> None:
+    out = run_cli("new-plugin", "my_model", "--task", task, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    dest = tmp_path / "lightplug-my_model"
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == ["README.md", "pyproject.toml", "src/lightplug_my_model/__init__.py", "src/lightplug_my_model/model.py", "tests/test_my_model.py"]
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((dest / "pyproject.toml").read_text())
+    assert project["build-system"]["build-backend"] == "hatchling.build"
+    assert project["project"]["entry-points"]["lightplug.models"] == {"my_model": "lightplug_my_model.model:MyModel"}
+    assert "lightplug>=0.1" in project["project"]["dependencies"]
+    assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["src/lightplug_my_model"]
+    for path in dest.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not PLACEHOLDER.search(text), f"{path.name}: unfilled placeholder {PLACEHOLDER.search(text).group(0)}"  # type: ignore[union-attr]
+            if path.suffix == ".py":
+                compile(text, str(path), "exec")
+    model = (dest / "src/lightplug_my_model/model.py").read_text()
+    assert "class MyModel(ModelPlugin):" in model and f'task = "{task}"' in model
+    assert all(f'"{p}":' in model for p in ("easy", "medium", "advanced")) and "Param(" in model and "help=" in model
+    test = (dest / "tests/test_my_model.py").read_text()
+    assert "PluginContract" in test and "train_plugin_once" in test
+    data = TASKS[task]["data"]
+    assert f'data="{TASKS[task]["test_data"]}"' in test
+    readme = (dest / "README.md").read_text()
+    assert "lightplug train model=my_model" in readme and f"data={data}" in readme
+    if task == "regression":
+        assert "lightplug train model=my_model data=diabetes" in readme
+
+
+@pytest.mark.slow
+def test_generated_packages_install_list_train_and_pass_their_own_tests(tmp_path: Path) -> None:
+    """What a user does: new-plugin, pip install, lightplug models, lightplug train, pytest of the package."""
+    img, tab = tmp_path / "lightplug-img_net", tmp_path / "tabular"
+    assert run_cli("new-plugin", "img_net", cwd=tmp_path).returncode == 0
+    assert run_cli("new-plugin", "tab_net", "--task", "regression", "--dir", str(tab), cwd=tmp_path).returncode == 0
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--disable-pip-version-check", "-q",
+                          "--target", str(site), str(img), str(tab)], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "LIGHTPLUG_CACHE_DIR": str(tmp_path / "cache")}
+
+    listed = run_cli("models", "--json", cwd=tmp_path, env=env)
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["img_net"]["package"] == "lightplug-img-net" and rows["img_net"]["entry_point"] == "lightplug_img_net.model:ImgNet"
+    assert rows["tab_net"]["package"] == "lightplug-tab-net" and rows["tab_net"]["version"] == "0.1.0"
+
+    run = tmp_path / "run"
+    trained = run_cli("train", "model=img_net", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={run}", cwd=tmp_path, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["monitor"] == "val/acc"
+
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(img / "tests"), str(tab / "tests")],
+                           cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, capture_output=True, text=True, timeout=900)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert re.search(r"\b2[0-9] passed", tests.stdout), tests.stdout[-500:]
