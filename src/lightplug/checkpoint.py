@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import CheckpointError, LightplugError
 
-__all__ = ["CHECKPOINT_FORMAT", "read_checkpoint", "load_model", "model_from_checkpoint", "describe"]
+__all__ = ["CHECKPOINT_FORMAT", "checkpoint_file_problem", "read_checkpoint", "load_model", "model_from_checkpoint", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -19,40 +19,80 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint file without running any code stored in it.
+def checkpoint_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """What makes ``path`` unusable as a checkpoint file, found without torch (missing, a folder, empty,
+    not a complete zip archive as ``torch.save`` writes), or None. ``store:NAME[/vN]`` is checked in the model store."""
+    if str(path).startswith("store:"):
+        from .store import entry_problem
+
+        return entry_problem(str(path))
+    p = Path(path)
+    if not p.exists():
+        return "no such file"
+    if not p.is_file():
+        return "not a file"
+    try:
+        if p.stat().st_size == 0:
+            return "the file is empty"
+        if not zipfile.is_zipfile(p):
+            return "not a PyTorch checkpoint, or truncated (no complete zip archive in it)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def read_checkpoint(path: str | os.PathLike[str], label: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint file without running any code stored in it (``weights_only=True``).
+
+    Args:
+        path: the ``.ckpt`` file, or ``store:NAME[/vN]`` (a published model, see :mod:`lightplug.store`).
+        label: how messages name it (default ``checkpoint PATH``; ``resume=PATH`` from the CLI).
 
     Raises:
-        CheckpointError: missing, empty, truncated, unsafe (needs pickled code) or not a lightplug checkpoint.
+        CheckpointError: missing, empty, truncated, unsafe (needs pickled code), malformed or not a
+            lightplug checkpoint; one line that says which.
     """
+    if str(path).startswith("store:"):  # a published model: safetensors + YAML card, see lightplug.store
+        from .store import as_checkpoint
+
+        return as_checkpoint(str(path), label=label)
     import pickle
+    import re
 
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p}: no such file")
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {p}: the file is empty")
+    name = label or f"checkpoint {p}"
+    problem = checkpoint_file_problem(p)
+    if problem:
+        raise CheckpointError(f"{name}: {problem}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
-            raise CheckpointError(f"checkpoint {p} was refused: it holds pickled objects that would run code on load ({first[:160]})",
-                                  hint="only load checkpoints you trust; lightplug checkpoints never need this") from exc
-        raise CheckpointError(f"checkpoint {p} is damaged: {first[:160]}") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {p} is damaged or truncated: {first[:160]}") from exc
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found or "Weights only load failed" in text:
+            what = f"it would import and call {found.group(1)} when loaded" if found else "it holds objects that only a full unpickle can build"
+            raise CheckpointError(f"{name}: refused, {what}",
+                                  hint="only load checkpoints you trust; lightplug checkpoints hold tensors and plain data only") from exc
+        raise CheckpointError(f"{name}: damaged ({_first_line(text)})") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged archive; none may escape
+        raise CheckpointError(f"{name}: damaged or truncated ({_first_line(str(exc)) or type(exc).__name__})") from exc
     if not isinstance(ckpt, dict) or "lightplug" not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"checkpoint {p} is not a lightplug checkpoint (no 'lightplug' section)",
+        raise CheckpointError(f"{name}: not a lightplug checkpoint (no 'lightplug' section)",
                               hint="pass a best.ckpt or last.ckpt written by `lightplug train`")
     meta = ckpt["lightplug"]
+    if not isinstance(meta, dict) or not isinstance(meta.get("plugin"), dict) or not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(f"{name}: malformed lightplug checkpoint (its 'lightplug' or 'state_dict' section is not what lightplug writes)")
     if int(meta.get("format", 0)) > CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {p} has format {meta.get('format')}, newer than this lightplug reads ({CHECKPOINT_FORMAT})",
+        raise CheckpointError(f"{name} has format {meta.get('format')}, newer than this lightplug reads ({CHECKPOINT_FORMAT})",
                               hint="upgrade lightplug")
     return ckpt
+
+
+def _first_line(text: str, limit: int = 120) -> str:
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -120,7 +160,12 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     Example:
         >>> net = lightplug.load_model("outputs/2026-11-25/12-00-00/checkpoints/best.ckpt")  # doctest: +SKIP
         >>> net(torch.zeros(1, 1, 8, 8)).argmax(-1)  # doctest: +SKIP
+        >>> net = lightplug.load_model("store:digits_mlp/v1")  # doctest: +SKIP
     """
+    if str(path).startswith("store:"):  # a published model (lightplug store add)
+        from .store import load
+
+        return load(str(path))
     ckpt = read_checkpoint(path)
     net, _ = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
     net.lightplug_meta = ckpt["lightplug"]

@@ -58,6 +58,11 @@ def target_paths(checkpoint: str | os.PathLike[str], formats: list[str], out_dir
     existing folder (or a path ending in ``/``) gets the default file names.
     """
     ckpt = Path(checkpoint)
+    if str(checkpoint).startswith("store:"):  # store:NAME/vN -> ./NAME-vN.onnx in the current folder
+        from ..store import resolve
+
+        entry = resolve(str(checkpoint))
+        ckpt = Path.cwd() / f"{entry.name}-{entry.version}.ckpt"
     if output:
         out = Path(output)
         if out.is_dir() or str(output).endswith(("/", os.sep)):
@@ -68,6 +73,15 @@ def target_paths(checkpoint: str | os.PathLike[str], formats: list[str], out_dir
         return {f: base.with_name(base.name + SUFFIXES[f]) for f in formats}
     folder = Path(out_dir) if out_dir else ckpt.parent
     return {f: folder / f"{ckpt.stem}{SUFFIXES[f]}" for f in formats}
+
+
+def _source_bytes(checkpoint: str | os.PathLike[str]) -> int:
+    """Size of the checkpoint file, or of the weights of a ``store:`` entry."""
+    if str(checkpoint).startswith("store:"):
+        from ..store import resolve
+
+        return resolve(str(checkpoint)).weights_path.stat().st_size
+    return Path(checkpoint).stat().st_size
 
 
 def _versions() -> dict[str, Any]:
@@ -196,7 +210,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
                   "benchmark": benchmark, "bench_seconds": bench_seconds, "latency_batch": 1,
                   "throughput_batch": throughput_batch if dynamic_batch else 1, "torch_threads": torch.get_num_threads()},
         versions=_versions(),
-        eager={"checkpoint_bytes": Path(checkpoint).stat().st_size, "parameters": sum(p.numel() for p in net.parameters()),
+        eager={"checkpoint_bytes": _source_bytes(checkpoint), "parameters": sum(p.numel() for p in net.parameters()),
                "weights_bytes": sum(t.numel() * t.element_size() for t in net.state_dict().values())},
     )
     runners: dict[str, Any] = {}

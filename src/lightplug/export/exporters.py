@@ -148,7 +148,7 @@ def export_meta(meta: dict[str, Any], inp: dict[str, Any], outputs: list[dict[st
         "data": {"name": (meta.get("data") or {}).get("name")},
         "opset": opset,
         "dynamic_batch": dynamic_batch,
-        "checkpoint": Path(checkpoint).name,
+        "checkpoint": str(checkpoint) if str(checkpoint).startswith("store:") else Path(checkpoint).name,
     }
 
 
