@@ -22,8 +22,13 @@ def test_ddp_single_run_uses_one_folder_and_matches_single_process_accuracy(tmp_
     two = run_cli("train", *common, *DDP, f"hydra.run.dir={ddp}", cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "MEMBER: 2/2" in two.stdout + two.stderr
-    # one run folder: nothing written anywhere else (no outputs/ from the child rank)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    # one run folder: nothing written anywhere else (no outputs/ from the child rank); the runs index
+    # next to the run folders holds one row per run (rank 0 records, the child rank does not)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "runs.db", "single"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        assert sorted(Path(r[0]).name for r in db.execute("select run_dir from runs")) == ["ddp", "single"]
     assert (ddp / "checkpoints" / "best.ckpt").is_file() and (ddp / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     a = json.loads((single / "summary.json").read_text())["best"]
@@ -45,8 +50,8 @@ def test_multirun_with_ddp_runs_each_job_with_its_own_ranks_in_its_own_folder(tm
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no second multirun folder from a child rank
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml", "runs.db"]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [j.name for j in jobs] == ["0", "1"]
     for job, hidden in zip(jobs, (16, 32)):
         assert json.loads((job / "config.json").read_text())["model"]["hidden"] == hidden
         assert (job / "checkpoints" / "best.ckpt").is_file()

@@ -1,0 +1,329 @@
+"""The runs index: every training run recorded in a local SQLite database, ``runs.db``, next to the outputs.
+
+A run is written twice: as ``running`` when it starts (rank 0 only) and once more when it ends, as
+``completed``, ``failed`` (with the first line of the error) or ``interrupted``. Each write is one
+short transaction on a database in WAL mode with a busy timeout, so the jobs of a parallel multirun,
+or any number of ``lightplug train`` processes, can record into the same file without losing a row.
+
+Where the database is (see :func:`db_path`): ``$LIGHTPLUG_RUNS_DB`` when set (``off`` records nothing),
+else the folder that holds the run folders by date: ``outputs/runs.db`` for ``outputs/DATE/TIME``,
+``multirun/runs.db`` for ``multirun/DATE/TIME/N``, and ``<parent of the run folder>/runs.db`` for a
+custom ``hydra.run.dir`` or ``hydra.sweep.dir``.
+
+Nothing here imports torch: ``lightplug runs`` reads the index with sqlite3 only.
+
+Example:
+    >>> store = RunStore("outputs/runs.db")                         # doctest: +SKIP
+    >>> [r["id"] for r in store.list_runs(model="mlp", status="completed")]  # doctest: +SKIP
+    [1, 3]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["RunStore", "STATUSES", "db_path", "default_db_path", "record_run", "flatten", "ENV_DB"]
+
+log = logging.getLogger("lightplug")
+
+#: Environment variable that names the database (``off``, ``none`` or empty: record nothing).
+ENV_DB = "LIGHTPLUG_RUNS_DB"
+#: The states of a run.
+STATUSES = ("running", "completed", "failed", "interrupted")
+#: Seconds a writer waits for another one's lock before giving up.
+BUSY_TIMEOUT = 30.0
+_SCHEMA_VERSION = 1
+_JSON_COLUMNS = ("overrides", "config", "metrics", "exports")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_dir TEXT NOT NULL,
+    started TEXT NOT NULL,          -- ISO 8601, local time with offset
+    ended TEXT,
+    status TEXT NOT NULL,           -- running | completed | failed | interrupted
+    model TEXT,
+    plugin_dist TEXT,
+    plugin_version TEXT,
+    data TEXT,
+    task TEXT,
+    preset TEXT,
+    overrides TEXT,                 -- JSON list of the command-line overrides
+    config TEXT,                    -- JSON object: the resolved config
+    monitor TEXT,
+    monitor_mode TEXT,
+    best REAL,                      -- best value of the monitored metric
+    metrics TEXT,                   -- JSON object: the final metrics
+    checkpoint TEXT,                -- the best checkpoint
+    exports TEXT,                   -- JSON list of exported files
+    error TEXT,                     -- first line of the error of a failed or interrupted run
+    host TEXT,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+"""
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME = re.compile(r"^\d{2}-\d{2}-\d{2}")
+
+
+def default_db_path(run_dir: str | os.PathLike[str]) -> Path:
+    """The database a run folder records into when ``$LIGHTPLUG_RUNS_DB`` is not set.
+
+    Example:
+        >>> str(default_db_path("outputs/2026-01-02/10-11-12"))
+        'outputs/runs.db'
+        >>> str(default_db_path("multirun/2026-01-02/10-11-12/3"))
+        'multirun/runs.db'
+        >>> str(default_db_path("/tmp/my_run"))
+        '/tmp/runs.db'
+    """
+    run = Path(run_dir)
+    parts = run.parts
+    if len(parts) >= 3 and _TIME.match(parts[-1]) and _DATE.match(parts[-2]):
+        return run.parent.parent / "runs.db"
+    if len(parts) >= 4 and parts[-1].isdigit() and _TIME.match(parts[-2]) and _DATE.match(parts[-3]):
+        return run.parent.parent.parent / "runs.db"
+    return run.parent / "runs.db"
+
+
+def db_path(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The database of ``run_dir``: ``$LIGHTPLUG_RUNS_DB`` or :func:`default_db_path`; None when recording is off."""
+    env = os.environ.get(ENV_DB)
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env)
+    return default_db_path(run_dir)
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunStore:
+    """The runs table of one SQLite file; each call is one short transaction.
+
+    Args:
+        path: the database file.
+        create: make the file (and its folder) if it does not exist; when False a missing file raises
+            :class:`FileNotFoundError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(str(self.path))
+        self._create = create
+
+    @contextmanager
+    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """One connection; a write runs in ``BEGIN IMMEDIATE`` and commits on leaving."""
+        if self._create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if self._create:
+                self._prepare(con)
+            if write:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            else:
+                yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _prepare(con: sqlite3.Connection) -> None:
+        """WAL mode and the table, once per file; retried while another process holds the lock."""
+        if con.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION:
+            return
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                con.execute("PRAGMA journal_mode = WAL")
+                con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+                return
+            except sqlite3.OperationalError as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    # ------------------------------------------------------------ writing
+    def start(self, run_dir: str | os.PathLike[str], **fields: Any) -> int:
+        """Record a run as ``running``; return its id. ``fields`` are columns of the table (JSON ones as Python values)."""
+        row = {"run_dir": str(run_dir), "started": _now(), "status": "running", "host": socket.gethostname(), "pid": os.getpid(), **fields}
+        row = _encode(row)
+        with self._connect(write=True) as con:
+            cur = con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            return int(cur.lastrowid or 0)
+
+    def finish(self, run_id: int, status: str, **fields: Any) -> None:
+        """Record the end of run ``run_id``: its status and any other columns (``best``, ``metrics``, ``error``, ...)."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        row = _encode({"ended": _now(), "status": status, **fields})
+        with self._connect(write=True) as con:
+            con.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?", [*row.values(), run_id])
+
+    # ------------------------------------------------------------ reading
+    def list_runs(self, model: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, oldest first (the newest ``limit`` when given), optionally of one model and one status."""
+        where, args = [], []
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._connect(write=False) as con:
+            rows = [_decode(dict(r)) for r in con.execute(sql, args)]
+        return rows[::-1]
+
+    def get(self, run_id: int) -> dict[str, Any] | None:
+        """One run by id, or None."""
+        with self._connect(write=False) as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        return _decode(dict(row)) if row is not None else None
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: json.dumps(v, default=str) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()}
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in _JSON_COLUMNS:
+        if row.get(key):
+            row[key] = json.loads(row[key])
+    return row
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys.
+
+    Example:
+        >>> flatten({"model": {"hidden": 16}, "seed": 1})
+        {'model.hidden': 16, 'seed': 1}
+    """
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# ---------------------------------------------------------------- the hook of run_training
+def _is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (the environment variables Lightning reads, in its order)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return os.environ[key] == "0"
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _start_fields(run: Any) -> dict[str, Any]:
+    cfg = run.cfg
+    dist = version = None
+    try:
+        from .registry import get_registry
+
+        ref = get_registry().find("model", run.model_name)
+        dist, version = ref.dist, ref.version
+    except Exception:  # noqa: BLE001 - the record must never stop a run
+        pass
+    return {"model": run.model_name, "plugin_dist": dist, "plugin_version": version, "data": run.data_name, "task": run.task,
+            "preset": run.preset, "overrides": list(run.overrides), "config": cfg, "monitor": cfg.get("monitor"),
+            "monitor_mode": cfg.get("monitor_mode")}
+
+
+def _end_fields(run_dir: Path, score: float | None) -> dict[str, Any]:
+    """What the finished run left in its folder: summary.json (metrics, best checkpoint) and exported files."""
+    fields: dict[str, Any] = {"best": score}
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        fields["metrics"] = summary.get("metrics")
+        fields["checkpoint"] = str(Path(summary["best_checkpoint"]).resolve()) if summary.get("best_checkpoint") else None
+        if score is None:
+            fields["best"] = summary.get("best")
+    except (OSError, ValueError):
+        pass
+    if not fields.get("checkpoint") and (run_dir / "checkpoints" / "best.ckpt").is_file():
+        fields["checkpoint"] = str(run_dir / "checkpoints" / "best.ckpt")
+    export = run_dir / "export"
+    if export.is_dir():
+        fields["exports"] = sorted(str(p) for p in export.iterdir() if p.is_file())
+    return fields
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def record_run(fn: F) -> F:
+    """Decorate ``run_training(run, run_dir)``: record the run as ``running`` before, and its end after.
+
+    Only global rank 0 records. A database that cannot be written is logged as a warning and never
+    stops the run; the run's own exception is re-raised unchanged.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(run: Any, run_dir: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        path = db_path(run_dir) if _is_rank_zero() else None
+        store, run_id = None, None
+        out = Path(run_dir).resolve()
+        if path is not None:
+            try:
+                store = RunStore(path)
+                run_id = store.start(out, **_start_fields(run))
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("the run is not recorded in %s: %s", path, exc)
+                store = None
+
+        def finish(status: str, **fields: Any) -> None:
+            if store is None or run_id is None:
+                return
+            try:
+                store.finish(run_id, status, **_end_fields(out, fields.pop("score", None)), **fields)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("the end of run %s is not recorded in %s: %s", run_id, path, exc)
+
+        try:
+            score = fn(run, run_dir, *args, **kwargs)
+        except BaseException as exc:
+            from .errors import Interrupted
+
+            # Lightning turns a KeyboardInterrupt during fit into sys.exit(1)
+            interrupted = isinstance(exc, (Interrupted, KeyboardInterrupt)) or isinstance(exc.__context__, KeyboardInterrupt)
+            finish("interrupted" if interrupted else "failed", error=_first_line(exc))
+            raise
+        finish("completed", score=score)
+        return score
+
+    return wrapper  # type: ignore[return-value]
