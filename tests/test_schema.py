@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import pytest
 
@@ -92,3 +92,17 @@ def test_json_schema_has_ranges_enums_groups_and_round_trips() -> None:
     assert js["properties"]["scales"]["items"]["exclusiveMinimum"] == 0
     assert js["x-presets"] == {"easy": {"width": 32}}
     assert Schema.from_dict(s.to_dict()).to_dict() == s.to_dict()
+
+
+def test_int_or_float_fields_keep_what_was_written() -> None:
+    from lightplug.config.finalize import coerce
+
+    @dataclass
+    class Limits:
+        limit: Annotated[Optional[Union[int, float]], Param(ge=0)] = None
+
+    s = schema_from_dataclass(Limits, "trainer")
+    assert s["limit"].type == "number" and s["limit"].optional
+    assert check_values(s, {"limit": 3}, "trainer", "trainer") == [] and check_values(s, {"limit": 0.25}, "trainer", "trainer") == []
+    assert check_values(s, {"limit": "all"}, "trainer", "trainer")
+    assert coerce(s, {"limit": 1}) == {"limit": 1} and isinstance(coerce(s, {"limit": 1})["limit"], int)

@@ -21,13 +21,14 @@ from .plugin import DATA_FACTS, Param
 __all__ = ["FieldSpec", "Schema", "schema_from_signature", "schema_from_dataclass", "check_values"]
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-_JSON_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
+_JSON_TYPES = {"int": "integer", "float": "number", "number": "number", "str": "string", "bool": "boolean"}
 _MISSING = "???"
 
 
 @dataclass
 class FieldSpec:
-    """One setting: its type (``int``, ``float``, ``str``, ``bool`` or ``list[...]`` of those), default and rules.
+    """One setting: its type (``int``, ``float``, ``number`` (int or float, kept as given), ``str``, ``bool`` or
+    ``list[...]`` of those), default and rules.
 
     ``bind`` names the data fact (``num_classes``, ...) the field takes from the selected data unless set.
     """
@@ -145,6 +146,8 @@ def _parse_type(tp: Any, where: str) -> tuple[str, bool, list[Any] | None, Param
     optional = False
     if get_origin(tp) in (Union, getattr(__import__("types"), "UnionType", Union)):
         args = [a for a in get_args(tp) if a is not type(None)]
+        if set(args) == {int, float}:  # a count or a fraction (e.g. limit_val_batches): kept as written
+            return "number", len(args) != len(get_args(tp)), None, param
         if len(args) != 1 or len(args) == len(get_args(tp)):
             raise PluginError(f"{where}: unsupported union type {tp!r}; use one type or Optional[type]")
         tp, optional = args[0], True
@@ -248,7 +251,7 @@ def _type_ok(value: Any, type_name: str) -> bool:
         return isinstance(value, bool)
     if type_name == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if type_name == "float":
+    if type_name in ("float", "number"):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if type_name == "str":  # the command line parses 3 as a number; a string field takes it as "3"
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from ..plugin import Param
 from ..schema import Schema, schema_from_dataclass
@@ -28,9 +28,9 @@ class TrainerRules:
     accumulate_grad_batches: Annotated[int, Param(ge=1, help="batches per optimizer step")] = 1
     log_every_n_steps: Annotated[int, Param(ge=1, help="log training metrics every N steps")] = 50
     check_val_every_n_epoch: Annotated[Optional[int], Param(ge=1, help="validate every N epochs")] = 1
-    val_check_interval: Annotated[Optional[float], Param(gt=0, help="validate every fraction/number of train batches")] = None
-    limit_train_batches: Annotated[Optional[float], Param(ge=0, help="fraction or number of train batches per epoch")] = None
-    limit_val_batches: Annotated[Optional[float], Param(ge=0, help="fraction or number of val batches")] = None
+    val_check_interval: Annotated[Optional[Union[int, float]], Param(gt=0, help="validate every fraction/number of train batches")] = None
+    limit_train_batches: Annotated[Optional[Union[int, float]], Param(ge=0, help="batches per epoch: a fraction (0.25) or a count (10)")] = None
+    limit_val_batches: Annotated[Optional[Union[int, float]], Param(ge=0, help="fraction or number of val batches")] = None
     deterministic: Annotated[Optional[bool], Param(help="use deterministic algorithms")] = None
     benchmark: Annotated[Optional[bool], Param(help="cudnn.benchmark")] = None
     enable_progress_bar: Annotated[bool, Param(help="show a progress bar")] = True
