@@ -1,0 +1,93 @@
+"""``lightplug predict ckpt=PATH|run=RUN_DIR|model=FILE.onnx input=FILE_OR_DIR [topk=3] [output=preds.csv] [batch_size=64]``:
+predictions for image files, ``.npy`` arrays and CSV rows, prepared as the training data was. An ONNX
+file runs through onnxruntime without importing torch or lightning."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+from ..evaluation.options import parse_options, parse_value, resolve_checkpoint
+
+__all__ = ["main"]
+
+_OPTIONS = {
+    "ckpt": "a checkpoint file (or best|last with run=)",
+    "run": "a run folder: its checkpoints/best.ckpt (or ckpt=last)",
+    "model": "an ONNX file written by `lightplug export` (or a checkpoint file)",
+    "input": "an image, .npy or .csv file, or a folder of them",
+    "topk": "labels per sample (classification, default 3)",
+    "output": "the CSV file to write (default preds.csv)",
+    "batch_size": "samples per forward pass (default 64)",
+    "progress": "show a progress bar (true|false)",
+}
+
+_HELP = (__doc__ or "").replace("``", "") + "\n\noptions:\n" + "\n".join(f"  {k}=...  {v}" for k, v in _OPTIONS.items()) + (
+    "\n\nUnreadable files are reported on stderr and skipped; the exit code is 0 when at least one sample got a prediction.\n"
+    "example: lightplug predict run=outputs/2026-01-01/12-00-00 input=my_digits/ topk=2"
+)
+
+
+def _positive_int(opts: dict[str, str], key: str, default: int) -> int:
+    value = parse_value(opts[key]) if key in opts else default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={opts.get(key)}: expected a whole number of at least 1 ({_OPTIONS[key]})")
+    return value
+
+
+def _predictor(opts: dict[str, str]) -> Any:
+    model = opts.get("model")
+    if model and (opts.get("ckpt") or opts.get("run")):
+        raise ConfigError("give either model=FILE.onnx or ckpt=/run=, not both")
+    if model and not model.endswith((".ckpt", ".pt", ".pth")):
+        from ..evaluation.inference import OnnxPredictor
+
+        return OnnxPredictor(model)
+    path = Path(model) if model else resolve_checkpoint(opts, "predict")
+
+    from ..evaluation.inference import TorchPredictor
+
+    return TorchPredictor(path)
+
+
+def _print_head(rows: list[list[Any]], total: int, output: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    columns, body = rows[0], rows[1:]
+    table = Table(title=f"first {len(body)} of {total} predictions" if total > len(body) else None, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in body:
+        table.add_row(*[str(c) for c in row])
+    console.print(table)
+    console.print(f"wrote {total} predictions to {output}", highlight=False)
+
+
+def main(args: list[str]) -> int:
+    """Run ``lightplug predict`` with ``args`` (everything after ``predict``); returns the exit code."""
+    if any(a in ("-h", "--help") for a in args):
+        print(_HELP)
+        return 0
+    opts = parse_options(args, _OPTIONS, "lightplug predict")
+    if not opts.get("input"):
+        raise ConfigError("no input given", hint="add input=FILE_OR_DIR (images, .npy or .csv files)")
+    topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
+    output = Path(opts.get("output") or "preds.csv")
+    progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
+    predictor = _predictor(opts)
+
+    from ..evaluation.inference import predict_files
+
+    count, problems, head = predict_files(predictor, opts["input"], output, topk=topk, batch_size=batch_size, progress=progress)
+    for line in problems:
+        print(f"skipped {line}", file=sys.stderr)
+    if count == 0:
+        raise DataError(f"no prediction: none of the inputs under {opts['input']} could be read ({len(problems)} skipped)")
+    _print_head(head, count, output)
+    return 0

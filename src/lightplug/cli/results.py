@@ -1,0 +1,71 @@
+"""``lightplug results RUN_DIR [--worst 20] [--no-image]``: the worst validation cases of a run as a table,
+and for image data ``worst.png``, a grid of those images with target and prediction in each title."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"lightplug results: {message}", hint="see `lightplug results --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lightplug results", description=(__doc__ or "").replace("``", ""))
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (or one of its val_predictions CSV files)")
+    parser.add_argument("--worst", type=int, default=20, metavar="N", help="how many cases to show (default 20)")
+    parser.add_argument("--no-image", action="store_true", help="do not write worst.png")
+    parser.add_argument("--output", metavar="PNG", help="where to write the image grid (default RUN_DIR/worst.png)")
+    return parser
+
+
+def main(args: list[str]) -> int:
+    """Run ``lightplug results`` with ``args``; returns the exit code."""
+    opts = _parser().parse_args(args)
+    if opts.worst < 1:
+        raise ConfigError(f"--worst {opts.worst}: expected at least 1")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..evaluation.results import load_results, rank_worst, sample_images, task_of, worst_figure
+
+    run, file, rows = load_results(opts.run_dir)
+    task = task_of(rows)
+    worst = rank_worst(rows, task, opts.worst)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    measure = "abs error" if task == "regression" else "confidence"
+    wrong = sum(r["correct"] == "False" for r in rows)
+    summary = f", {wrong} wrong" if task == "classification" else ""
+    console.print(f"{file} (epoch {rows[0].get('epoch', '?')}, {len(rows)} samples{summary}): the {len(worst)} worst", highlight=False)
+    table = Table()
+    columns = ["#", "id", "target", "prediction", measure, "loss"] + (["iou"] if task == "segmentation" else [])
+    for col in columns:
+        table.add_column(col, overflow="fold", justify="right" if col in ("#", measure, "loss", "iou") else "left")
+    for rank, r in enumerate(worst, 1):
+        style = "red" if r.get("correct") == "False" else None
+        cells = [str(rank), r["id"], r["target"], r["prediction"], r["confidence"], r["loss"]] + ([r["iou"]] if task == "segmentation" else [])
+        table.add_row(*cells, style=style)
+    console.print(table)
+    if opts.no_image or task == "regression":
+        return 0
+    found = sample_images(run, worst, want_masks=task == "segmentation")
+    if found is None:
+        console.print("no worst.png: the data are not images", highlight=False)
+        return 0
+    images, masks = found
+    titles = [f"#{k} {r['id'][-24:]}" + (f" iou={float(r['iou']):.2f}" if task == "segmentation" else "")
+              + f"\nt={r['target'][:26]}\np={r['prediction'][:26]}" for k, r in enumerate(worst, 1)]
+    out = Path(opts.output) if opts.output else run / "worst.png"
+    num_classes = max((int(m.max()) for m in masks), default=0) + 1
+    worst_figure(images, titles, masks, num_classes, out)
+    console.print(f"wrote {out}", highlight=False)
+    return 0

@@ -1,0 +1,125 @@
+"""The drawing behind ``data=shapes``: seeded images of circles, squares and triangles, their class masks
+and (for detection) one box per visible shape, and the data module that serves them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .datamodule import ArrayDataset, LightplugDataModule, split_indices
+from .shapes import SHAPE_NAMES
+
+__all__ = ["ShapeSample", "render_shapes", "generate_shapes", "shapes_datamodule", "SHAPES_MEAN", "SHAPES_STD"]
+
+#: Per-channel normalisation of the images (pixels in [0, 1] become [-1, 1]).
+SHAPES_MEAN = [0.5, 0.5, 0.5]
+SHAPES_STD = [0.5, 0.5, 0.5]
+
+
+@dataclass
+class ShapeSample:
+    """One generated image.
+
+    Attributes:
+        image: ``H x W x 3`` float32 in [0, 1].
+        mask: ``H x W`` int64: 0 background, 1 circle, 2 square, 3 triangle (later shapes cover earlier ones).
+        boxes: ``K x 4`` float32 ``[x0, y0, x1, y1]`` in pixels (x1, y1 exclusive) of each shape still visible.
+        labels: ``K`` int64 class of each box (1..3).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+def _shape_mask(kind: int, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float, flip: bool) -> np.ndarray:
+    """Pixels inside a circle (1), square (2) or triangle (3) of half-extent ``r`` centred at (cx, cy)."""
+    if kind == 1:
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    if kind == 2:
+        half = r * 0.886  # the square has the area of the circle
+        return (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
+    depth = (cy + r - yy) if flip else (yy - (cy - r))  # distance from the apex, along the height
+    return (depth >= 0) & (depth <= 2 * r) & (np.abs(xx - cx) <= depth / 2)
+
+
+def _contrasting(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random colour far enough from the background to be seen through the noise."""
+    colour = rng.uniform(0.0, 1.0, 3)
+    for _ in range(20):
+        if np.abs(colour - background).sum() >= 0.6:
+            break
+        colour = rng.uniform(0.0, 1.0, 3)
+    return colour
+
+
+def render_shapes(rng: np.random.Generator, image_size: int, max_shapes: int = 3, min_size: float = 0.2, max_size: float = 0.45,
+                  noise: float = 0.05) -> ShapeSample:
+    """Draw 1 to ``max_shapes`` random shapes on a random background.
+
+    Args:
+        rng: the generator (all randomness comes from it).
+        image_size: height and width in pixels.
+        max_shapes: most shapes per image.
+        min_size, max_size: range of a shape's extent (diameter, side, height), as a fraction of the image size.
+        noise: std of the Gaussian noise added to every pixel (then clipped to [0, 1]).
+
+    Example:
+        >>> s = render_shapes(np.random.default_rng(0), 32)
+        >>> s.image.shape, s.mask.shape, s.boxes.shape[1]
+        ((32, 32, 3), (32, 32), 4)
+    """
+    centres = np.arange(image_size, dtype=np.float32) + 0.5
+    yy, xx = np.meshgrid(centres, centres, indexing="ij")
+    background = rng.uniform(0.0, 1.0, 3)
+    image = np.empty((image_size, image_size, 3), dtype=np.float32)
+    image[:] = background
+    mask = np.zeros((image_size, image_size), dtype=np.int64)
+    instance = np.zeros((image_size, image_size), dtype=np.int64)
+    kinds: list[int] = []
+    for n in range(int(rng.integers(1, max_shapes + 1))):
+        kind = int(rng.integers(1, len(SHAPE_NAMES)))
+        r = float(rng.uniform(min_size, max_size)) * image_size / 2
+        cx, cy = (float(rng.uniform(r, image_size - r)) for _ in range(2))
+        inside = _shape_mask(kind, xx, yy, cx, cy, r, flip=bool(rng.integers(0, 2)))
+        image[inside] = _contrasting(rng, background)
+        mask[inside] = kind
+        instance[inside] = n + 1
+        kinds.append(kind)
+    if noise > 0:
+        image += rng.normal(0.0, noise, image.shape).astype(np.float32)
+        np.clip(image, 0.0, 1.0, out=image)
+    boxes, labels = [], []
+    for n, kind in enumerate(kinds):
+        ys, xs = np.nonzero(instance == n + 1)
+        if len(xs):
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            labels.append(kind)
+    return ShapeSample(image, mask, np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64))
+
+
+def generate_shapes(num_samples: int, image_size: int, max_shapes: int = 3, min_size: float = 0.2, max_size: float = 0.45,
+                    noise: float = 0.05, seed: int = 0, first: int = 0) -> list[ShapeSample]:
+    """Samples ``first .. first + num_samples - 1``; sample ``i`` depends only on ``seed`` and ``i``."""
+    return [render_shapes(np.random.default_rng((seed, i)), image_size, max_shapes, min_size, max_size, noise)
+            for i in range(first, first + num_samples)]
+
+
+def shapes_datamodule(cfg: Any) -> LightplugDataModule:
+    """The data module of ``data=shapes`` (segmentation): normalised ``3 x S x S`` images and ``S x S`` masks."""
+    samples = generate_shapes(cfg.num_samples, cfg.image_size, cfg.max_shapes, cfg.min_size, cfg.max_size, cfg.noise, cfg.seed)
+    images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
+    mean, std = np.asarray(SHAPES_MEAN, dtype=np.float32), np.asarray(SHAPES_STD, dtype=np.float32)
+    x = torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])
+    y = torch.from_numpy(np.stack([s.mask for s in samples]))
+    dm = LightplugDataModule(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
+    dm.label_names = list(SHAPE_NAMES)
+    dm.preprocessing = {"layout": "image", "in_channels": 3, "image_size": cfg.image_size, "mean": list(SHAPES_MEAN), "std": list(SHAPES_STD)}
+    for split, idx in split_indices(len(samples), cfg.val_fraction, cfg.test_fraction, cfg.split_seed).items():
+        dm.datasets[split] = ArrayDataset(x[idx], y[idx], np.arange(len(idx)))  # index: the position in the split
+        dm.sample_ids[split] = [str(i) for i in idx]
+    return dm

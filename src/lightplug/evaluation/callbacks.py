@@ -1,0 +1,41 @@
+"""The evaluation callbacks a run gets from its config: the confusion matrix (classification) and the
+per-sample results (classification, regression, segmentation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["evaluation_callbacks"]
+
+
+def _every_epoch(cfg: dict[str, Any]) -> bool:
+    value = (cfg.get("results") or {}).get("every_epoch", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"results.every_epoch={value}: expected true or false (write val_predictions/epoch_NNN.csv for every epoch)")
+    return value
+
+
+def evaluation_callbacks(cfg: dict[str, Any], out: Path, task: str | None) -> list[Any]:
+    """Callbacks that write ``confusion_matrix.*`` and ``val_predictions.csv`` into the run folder ``out``.
+
+    Args:
+        cfg: the resolved run config (``facts``, ``monitor``, ``monitor_mode``, ``results.every_epoch``).
+        out: the run folder.
+        task: the model's task; ``None`` adds nothing.
+    """
+    from .per_sample import PER_SAMPLE_TASKS
+
+    callbacks: list[Any] = []
+    facts = cfg.get("facts") or {}
+    if task == "classification" and facts.get("num_classes"):
+        from .confusion import ConfusionMatrix
+
+        callbacks.append(ConfusionMatrix(out, int(facts["num_classes"]), list(facts.get("label_names") or [])))
+    if task in PER_SAMPLE_TASKS:
+        from .predictions import PerSampleResults
+
+        callbacks.append(PerSampleResults(out, task, cfg["monitor"], cfg.get("monitor_mode") or "max", _every_epoch(cfg)))
+    return callbacks
