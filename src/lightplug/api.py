@@ -55,7 +55,6 @@ def train(*overrides: str) -> float | None:
         >>> lightplug.train("model=mlp", "trainer.max_epochs=2", "hydra.run.dir=/tmp/run")  # doctest: +SKIP
     """
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from .cli.train import _choices, register_configs
     from .config.finalize import finalize, plain_choices

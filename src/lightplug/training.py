@@ -16,8 +16,9 @@ from typing import Any
 from .config.finalize import RunConfig
 from .errors import CheckpointError, ConfigError, DataError, LightplugError, PluginError
 from .registry import LoadedPlugin, get_registry
+from .runs import record_run
 
-__all__ = ["run_training", "build_module", "checkpoint_meta"]
+__all__ = ["run_training", "build_module", "checkpoint_meta", "check_checkpoint_settings"]
 
 log = logging.getLogger("lightplug")
 
@@ -73,7 +74,12 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
     from .module import split_outputs
     from .tasks import check_outputs
 
-    batch = next(iter(datamodule.val_dataloader()))
+    def first_batch() -> Any:
+        datamodule.prepare_data()  # Lightning's order: datasets may only exist after setup("fit")
+        datamodule.setup("fit")
+        return next(iter(datamodule.val_dataloader()))
+
+    batch = _guard("load a validation batch", f"data {run.data_name!r}", first_batch)
     module.eval()
     with torch.no_grad():
         outputs = _guard("run forward on a batch of the data", who, module.net, batch["input"])
@@ -84,30 +90,112 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
 
 
 def _resume_path(resume: str | None, run_dir: Path) -> str | None:
+    """The checkpoint ``resume`` names: ``last`` is this run folder's ``last.ckpt``, else the newest under ./outputs."""
     if not resume:
         return None
     if resume == "last":
         here = run_dir / "checkpoints" / "last.ckpt"
         if here.is_file():
             return str(here)
-        candidates = sorted(Path("outputs").glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        candidates = sorted(Path("outputs").glob("*/*/checkpoints/last.ckpt"), key=lambda p: (p.stat().st_mtime, str(p)))
         if not candidates:
             raise CheckpointError("resume=last: no last.ckpt in this run folder or under outputs/", hint="give resume=PATH")
         return str(candidates[-1])
-    if not Path(resume).is_file():
-        raise CheckpointError(f"resume={resume}: no such checkpoint file")
     return resume
 
 
-def _init_from(module: Any, path: str) -> None:
+def _read(path: str, label: str) -> dict[str, Any]:
     from .checkpoint import read_checkpoint
 
-    ckpt = read_checkpoint(path)
-    state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    try:
-        module.net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"init_from={path} does not fit this model: {str(exc).splitlines()[-1].strip()[:200]}") from exc
+    return read_checkpoint(path, label=label)
+
+
+def _check_same_run(ckpt: dict[str, Any], run: RunConfig, label: str) -> None:
+    """A checkpoint to resume from must hold this run's model, optimizer and scheduler."""
+    meta = ckpt["lightplug"]
+    info, saved_cfg = meta.get("plugin") or {}, meta.get("config") or {}
+    if info.get("name") != run.model_name:
+        raise CheckpointError(f"{label}: it holds model {info.get('name')!r} ({info.get('dist') or info.get('source')}), but this run trains "
+                              f"model={run.model_name}", hint="resume with the model it was trained with, or use init_from=PATH to start from its weights")
+    for group in ("optimizer", "scheduler"):
+        then, now = (saved_cfg.get(group) or {}).get("name"), (run.cfg.get(group) or {}).get("name")
+        if then and now and then != now:
+            raise CheckpointError(f"{label}: it was trained with {group}={then}, this run has {group}={now}",
+                                  hint=f"resume with {group}={then}, or use init_from=PATH to start from its weights")
+
+
+def check_checkpoint_settings(run: RunConfig) -> None:
+    """Read the ``resume=`` and ``init_from=`` files safely and check what needs no model (format, plugin,
+    optimizer, scheduler), before anything runs; tensor shapes are checked once the model is built.
+
+    Raises:
+        CheckpointError: one line naming the key, the file and the problem.
+    """
+    cfg = run.cfg
+    if cfg.get("init_from"):
+        _read(cfg["init_from"], f"init_from={cfg['init_from']}")
+    if cfg.get("resume") and cfg["resume"] != "last":
+        label = f"resume={cfg['resume']}"
+        _check_same_run(_read(cfg["resume"], label), run, label)
+
+
+def _check_fits(module: Any, ckpt: dict[str, Any], run: RunConfig, label: str, resuming: bool) -> None:
+    """Refuse a checkpoint that does not fit this run, naming the first difference (plugin, optimizer,
+    scheduler when resuming; settings and tensor shapes always)."""
+    if resuming:
+        _check_same_run(ckpt, run, label)
+    meta = ckpt["lightplug"]
+    info = meta.get("plugin") or {}
+    own = module.net.state_dict()
+    theirs = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    shapes = [f"{k} has shape {tuple(theirs[k].shape)} in the checkpoint, {tuple(v.shape)} here" for k, v in own.items()
+              if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
+    missing, extra = [k for k in own if k not in theirs], [k for k in theirs if k not in own]
+    if not (shapes or missing or extra):
+        return
+    settings = [f"model.{k}={v} in the checkpoint, {run.cfg['model'][k]} here" for k, v in (meta.get("model_config") or {}).items()
+                if k in run.cfg["model"] and run.cfg["model"][k] != v]
+    detail = shapes[:1] or ([f"{missing[0]} is missing from the checkpoint"] if missing else [f"the checkpoint has {extra[0]}, which this model lacks"])
+    raise CheckpointError(f"{label} does not fit model {run.model_name}: {'; '.join(settings[:3] + detail)}",
+                          hint=f"it was trained with model {info.get('name')!r}; use the same model settings")
+
+
+def _init_from(module: Any, path: str, run: RunConfig) -> None:
+    """Load the weights of checkpoint ``path`` (or ``store:NAME[/vN]``) into the freshly built model (fine-tuning)."""
+    label = f"init_from={path}"
+    ckpt = _read(path, label)
+    if str(path).startswith("store:"):  # same plugin and structural settings; runtime ones may differ
+        from .store import check_structural
+
+        check_structural(ckpt["lightplug"], run.model_name, run.cfg["model"], label)
+    _check_fits(module, ckpt, run, label, resuming=False)
+    module.net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+
+
+def _check_resume(module: Any, path: str, run: RunConfig, out: Path) -> list[dict[str, str]]:
+    """Check the checkpoint to resume from; return the rows of this folder's metrics.csv logged before it
+    (the CSV logger starts its file anew, :func:`_keep_history` puts them back)."""
+    import csv
+
+    label = f"resume={path}"
+    ckpt = _read(path, label)
+    _check_fits(module, ckpt, run, label, resuming=True)
+    file = out / "metrics.csv"
+    if not file.is_file():
+        return []
+    step = int(ckpt.get("global_step", 0))
+    with file.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if (row.get("step") or "").isdigit() and int(row["step"]) < step]
+
+
+def _keep_history(trainer: Any, rows: list[dict[str, str]]) -> None:
+    """Write the metrics of the run being resumed back into the CSV logger's file at once."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for lg in trainer.loggers if rows else []:
+        if isinstance(lg, CSVLogger):
+            lg.experiment.metrics[:0] = [dict(r) for r in rows]
+            lg.save()
 
 
 #: Set by Lightning's DDP launcher in the launching process; left behind, they make the next job of a
@@ -143,6 +231,7 @@ def _set_threads(cfg: dict[str, Any]) -> None:
         torch.set_num_threads(int(threads))
 
 
+@record_run  # recorded in runs.db: running at the start, completed/failed/interrupted at the end
 def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | None:
     """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric."""
     import lightning as L
@@ -164,9 +253,11 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     module, who = build_module(run, datamodule)
     _check_first_batch(module, datamodule, run, who)
     if cfg.get("init_from"):
-        _init_from(module, cfg["init_from"])
+        _init_from(module, cfg["init_from"], run)
     resume = _resume_path(cfg.get("resume"), out)
+    history = _check_resume(module, resume, run, out) if resume else []
     trainer = build_trainer(cfg, out, run)
+    _keep_history(trainer, history)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from ..errors import LightplugError
+from ..errors import Interrupted, LightplugError
 
 __all__ = ["main"]
 
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except LightplugError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        if not (isinstance(exc, Interrupted) and os.environ.get("LOCAL_RANK", "0") != "0"):  # rank 0 tells how to resume
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from ..config.finalize import finalize
+from ..config.finalize import finalize, plain_choices
 from ..config.hydra_errors import from_hydra
 from ..config.paths import conf_dir
 from ..config.preflight import group_options, parse_overrides, preflight
@@ -71,6 +71,17 @@ def register_configs(registry: Registry, chosen: dict[str, list[str]], everythin
     return picked
 
 
+def _help(registry: Registry) -> str:
+    """``lightplug train --help`` before a model is chosen: the config groups and their options."""
+    groups = ("model", "data", "trainer", "optimizer", "scheduler", "logger", "callbacks", "preset", "experiment", "hparams_search")
+    lines = ["usage: lightplug train model=NAME [group=OPTION ...] [key=value ...] [-m] [--cfg job [--resolve]]", "",
+             "Config groups (`+preset=...`, `+experiment=...` and `+hparams_search=...` are added with '+'):"]
+    lines += [f"  {g:<15} {', '.join(group_options(g, registry)) or '-'}" for g in groups]
+    lines += ["", "`lightplug train model=NAME --help` shows the composed config and Hydra's options;",
+              "`lightplug models show NAME` lists a model's settings with their rules."]
+    return "\n".join(lines)
+
+
 def _asks_hydra_only(args: list[str]) -> bool:
     return any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc") or a.startswith("--info") for a in args)
 
@@ -99,22 +110,40 @@ def _print_job_config(args: list[str], resolve: bool) -> int:
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
-        run = finalize(cfg, choices if isinstance(choices, dict) else {}, overrides)
+        run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
     print(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg))
     return 0
+
+
+def _check_before_run(args: list[str], registry: Registry) -> None:
+    """Compose and check the job as the run will, before Hydra creates the run folder: a config or data
+    error then leaves no file behind (an existing run folder keeps its ``.hydra`` record)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
+        raise from_hydra(exc, options) from exc
+    if run.cfg.get("resume") or run.cfg.get("init_from"):
+        from ..training import check_checkpoint_settings
+
+        check_checkpoint_settings(run)  # reads them with torch, but before Lightning loads or anything is written
 
 
 def _task(original_argv: list[str]) -> Any:
     def task(cfg: Any) -> float | None:
         from hydra.core.hydra_config import HydraConfig
-        from omegaconf import OmegaConf
 
         hc = HydraConfig.get()
-        choices = OmegaConf.to_container(hc.runtime.choices)
         overrides = list(hc.overrides.task)
         try:
-            run = finalize(cfg, choices if isinstance(choices, dict) else {}, overrides)
+            run = finalize(cfg, plain_choices(hc.runtime.choices), overrides)
             os.environ[_CHILD_ARGS] = json.dumps(overrides + [f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null"])
             sys.argv = original_argv  # Lightning's DDP launcher re-runs this command line
             from ..training import run_training
@@ -133,6 +162,9 @@ def main(args: list[str]) -> int:
     registry = get_registry()
     chosen = _choices(args)
     everything = "experiment" in chosen
+    if "model" not in chosen and not everything and any(a in ("--help", "-h") for a in args):
+        print(_help(registry))
+        return 0
     if "model" not in chosen and not everything and not _asks_hydra_only(args):
         names = ", ".join(registry.names("model")) or "none installed, see `lightplug new-plugin`"
         raise ConfigError(f"no model chosen: add model=NAME (available: {names})")
@@ -140,10 +172,15 @@ def main(args: list[str]) -> int:
     owners = {g: chosen[g][0] for g in ("model", "data") if len(chosen.get(g, [])) == 1}
     owners.setdefault("data", "digits")
     preflight(args, registry, picked, owners)
+    if ("--cfg" in args or "-c" in args) and ("-m" in args or "--multirun" in args):
+        raise ConfigError("--cfg prints the config of one run; drop -m/--multirun to see it")
     if "--cfg" in args or "-c" in args:
         flag = args.index("--cfg") if "--cfg" in args else args.index("-c")
         if flag + 1 < len(args) and args[flag + 1] == "job":
             return _print_job_config(args, resolve="--resolve" in args)
+    single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
+    if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
+        _check_before_run(args, registry)
 
     import hydra
     from hydra.errors import HydraException

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
+from .preflight import checkpoint_problems
 
 __all__ = ["RunConfig", "finalize", "coerce"]
 
@@ -42,6 +43,20 @@ def _override_keys(overrides: list[str]) -> set[str]:
         key = text.split("=", 1)[0].lstrip("+~")
         keys.add(key)
     return keys
+
+
+def _plain(container: Any) -> dict[str, Any]:
+    """A config container as a ``dict[str, Any]`` (keys of our configs are strings)."""
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
+
+
+def plain_choices(choices: Any) -> dict[str, Any]:
+    """Hydra's group choices (a DictConfig, or None) as a plain dict."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(choices) if choices is not None else {}
+    return _plain(container) if isinstance(container, dict) else {}
 
 
 def coerce(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +123,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     preset = choices.get("preset")
     apply_preset(cfg.model, model_schema, preset, overrides, notes)
 
-    data_values = OmegaConf.to_container(cfg.data, resolve=True)
-    assert isinstance(data_values, dict)
+    data_values = _plain(OmegaConf.to_container(cfg.data, resolve=True))
     problems = check_values(data_plugin.schema, data_values, prefix="data", owner=data_name)
     facts: dict[str, Any] = {}
     if data_values.get("layout") == "auto":  # images or flat features, as the model takes them
@@ -121,8 +135,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     with open_dict(cfg):
         cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
         cfg.pop("hydra", None)  # the compose API's copy; its interpolations need a running Hydra
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    assert isinstance(resolved, dict)
+    resolved = _plain(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     resolved.pop("hydra", None)
 
     problems += check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
@@ -130,7 +143,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
     top = {k: resolved.get(k) for k in run_schema().names() if k in resolved}
-    problems += check_values(run_schema(), top, prefix="", owner="run", partial=True)
+    problems += check_values(run_schema(), top, prefix="", owner="run", partial=True) or checkpoint_problems(top)
     data_task = facts.get("task", data_plugin.task)  # data whose task is a setting says so in its facts
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
@@ -177,7 +190,7 @@ def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[
     if entry.get("has_check") is False:
         return []
     loaded = registry.load(ref)
-    if not loaded.cls.overrides("check"):
+    if not getattr(loaded.cls, "overrides", lambda _: False)("check"):
         return []
     plugin = loaded.instantiate(values)
     return [str(p) for p in plugin.check(plugin.cfg)]

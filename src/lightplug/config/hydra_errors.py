@@ -40,7 +40,11 @@ def from_hydra(exc: BaseException, options: dict[str, list[str]] | None = None) 
     if key and cause is not None:
         reason = _first(str(cause))
         if "not in" in reason or "Key '" in reason:
-            return ConfigError(f"{key}: unknown key", hint="check the spelling; `lightplug models show NAME` lists a model's keys")
+            siblings = [str(k) for k in (getattr(cause, "parent_node", None) or []) if str(k) != "hydra" and not str(k).startswith("_")]
+            close = difflib.get_close_matches(str(key).rsplit(".", 1)[-1], siblings, n=1)
+            prefix = str(key).rsplit(".", 1)[0] + "." if "." in str(key) else ""
+            hint = f"did you mean {prefix}{close[0]}?" if close else "check the spelling; `lightplug models show NAME` lists a model's keys"
+            return ConfigError(f"{key}: unknown key", hint=hint)
         m = re.search(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", reason)
         if m:
             return ConfigError(f"{key}={m.group(1)}: expected {m.group(3).lower()}")

@@ -12,7 +12,7 @@ from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .paths import conf_dir
 
-__all__ = ["parse_overrides", "group_options", "preflight"]
+__all__ = ["parse_overrides", "group_options", "preflight", "checkpoint_problems", "output_problems"]
 
 _PLUGIN_GROUPS = {"model": "model", "data": "data"}
 
@@ -69,7 +69,7 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
         top, _, rest = key.partition(".")
         if not rest and top in run_schema().names():  # seed=-1, threads=0, ...
             for value in _values(ov):
-                problems += check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True)
+                problems += check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True) or checkpoint_problems({top: value})
             continue
         if not rest and ov.package is None:  # a group choice: optimizer=adamm
             if (conf_dir() / top).is_dir() or top in _PLUGIN_GROUPS:
@@ -91,6 +91,65 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
             for line in check_values(schema, {rest: value}, prefix=top, owner=owner, partial=True):
                 if line not in problems:
                     problems.append(line)
+    problems += output_problems(args) + _resume_last_problems(args)
     if problems:
         raise ConfigError("invalid command line", problems=problems)
+
+
+def checkpoint_problems(values: dict[str, Any]) -> list[str]:
+    """``resume=`` / ``init_from=`` files that cannot be checkpoints (missing, empty, truncated, not a
+    zip archive), found without torch. What is inside is checked when the run loads it."""
+    from ..checkpoint import checkpoint_file_problem
+
+    problems = []
+    for key in ("resume", "init_from"):
+        value = values.get(key)
+        if isinstance(value, str) and value and not (key == "resume" and value == "last"):
+            problem = checkpoint_file_problem(value)
+            if problem:
+                problems.append(f"{key}={value}: {problem}")
+    return problems
+
+
+def _resume_last_problems(args: list[str]) -> list[str]:
+    """``resume=last`` with no last.ckpt in the run folder nor under ./outputs (as the run would look)."""
+    from pathlib import Path
+
+    if "resume=last" not in args or any(a in _NO_RUN for a in args):
+        return []
+    given = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    if given and "${" not in given[-1] and (Path(given[-1]).expanduser() / "checkpoints" / "last.ckpt").is_file():
+        return []
+    if any(Path("outputs").glob("*/*/checkpoints/last.ckpt")):
+        return []
+    return ["resume=last: no last.ckpt in this run folder or under outputs/ (give resume=PATH)"]
+
+
+_NO_RUN = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc")
+
+
+def output_problems(args: list[str]) -> list[str]:
+    """The run folder (``hydra.run.dir``, ``hydra.sweep.dir`` with ``-m``, else ./outputs) when it cannot be
+    created and written, found before Hydra creates it or anything is trained."""
+    import tempfile
+    from pathlib import Path
+
+    if any(a in _NO_RUN or a.startswith("--info") for a in args):
+        return []
+    key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in args if "=" in a and a.split("=", 1)[0].lstrip("+") == key]
+    text = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
+    folder = Path(text.split("${", 1)[0] or ".").expanduser()  # up to the first interpolation (${now:...})
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    shown = f"{key}={text}" if given else f"the run folder ({text}/ under {Path.cwd()})"
+    if probe.exists() and not probe.is_dir():
+        return [f"{shown}: {probe} is a file, not a folder"]
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return [f"{shown}: cannot write in {probe.resolve()} ({exc.strerror or exc}); choose a writable folder with {key}=DIR"]
+    return []
 

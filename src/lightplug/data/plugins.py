@@ -115,6 +115,18 @@ class ImageFolderConfig(LoaderConfig):
     persistent_workers: Annotated[bool, Param(help="keep workers alive between epochs", group="loader", advanced=True)] = True
 
 
+def _readable(path: Path) -> bool:
+    """Whether Pillow can decode the file's header (stops at the first good image of a class)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any decoder error means unreadable
+        return False
+
+
 def scan_image_folder(root: str) -> tuple[dict[str, list[Path]], dict[str, dict[str, list[Path]]] | None]:
     """Classes and their image files, without opening any image.
 
@@ -134,6 +146,8 @@ def scan_image_folder(root: str) -> tuple[dict[str, list[Path]], dict[str, dict[
         found = {}
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             files = sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if files and not any(_readable(f) for f in files):
+                raise DataError(f"data.root={root}: class folder {sub.name!r} has no readable image", hint="check the files or remove the folder")
             if not files:
                 raise DataError(f"data.root={root}: class folder {sub.name!r} has no image file ({', '.join(IMAGE_SUFFIXES)})",
                                 hint="add images or remove the folder")
