@@ -1,0 +1,170 @@
+"""Run every benchmark in ``benchmarks/`` and write ``benchmarks/RESULTS.md``.
+
+Sections, in order: framework overhead (``overhead.py``), the core's overhead fixes before/after
+(``attribution.py``), start-up (``startup.py``), data loading (``data_loading.py``), export speed
+(``export_speed.py``) and GPU throughput (``gpu_throughput.py``). The file starts with the machine (CPU
+model, cores, memory, load average at the start and end and around each section), the versions, and a
+summary of the headline figures.
+
+Run: ``nox -s bench`` or ``python benchmarks/run_all.py [--quick] [--output PATH] [--only overhead,startup]``.
+``--quick`` is a smoke run with tiny settings (about a minute on an idle 2-core machine); its figures are
+not measurements. Exits 1 when a benchmark failed (its section says why; the others are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _common import HERE, Section, load_average, machine_info, md_table, versions
+
+SECTIONS = ("overhead", "attribution", "startup", "data", "export", "gpu")
+
+
+def _runners(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Callable[[], Section]]:
+    import attribution
+    import data_loading
+    import export_speed
+    import gpu_throughput
+    import overhead
+    import startup
+
+    def first_steps() -> dict[str, dict[str, float]] | None:
+        data = state.get("overhead")
+        return {m: v["first_step"] for m, v in data["models"].items()} if data else None
+
+    return {
+        "overhead": lambda: overhead.run_benchmark(args.quick, threads=args.threads),
+        "attribution": lambda: attribution.run_benchmark(args.quick, threads=args.threads),
+        "startup": lambda: startup.run_benchmark(args.quick, first_steps=first_steps()),
+        "data": lambda: data_loading.run_benchmark(args.quick, threads=args.threads),
+        "export": lambda: export_speed.run_benchmark(args.quick, threads=args.export_threads),
+        "gpu": lambda: gpu_throughput.run_benchmark(args.quick),
+    }
+
+
+def _load(value: tuple[float, float, float] | None) -> str:
+    return " / ".join(f"{x:.2f}" for x in value) if value else "n/a"
+
+
+def _header(args: argparse.Namespace, machine: dict[str, Any], end_load: Any, minutes: float) -> str:
+    cmd = "python benchmarks/run_all.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# lightplug benchmarks\n\nWritten by `{cmd}` on {now} in {minutes:.1f} min (`nox -s bench` runs it). "
+           "Every figure below comes from this run."]
+    if args.quick:
+        out.append("\n**`--quick`: a smoke run with tiny settings (one round, a few epochs): these figures are not measurements.**")
+    rows = [["CPU", machine["cpu"]], ["logical cores", f"{machine['cores']} ({machine['usable_cores']} usable by this process)"],
+            ["memory", f"{machine['memory_gb']} GB"], ["OS", machine["os"]], ["Python", machine["python"]],
+            ["load average (1/5/15 min) at the start", _load(machine["load_average"])], ["load average at the end", _load(end_load)]]
+    out.append("\n## Machine and versions\n\n" + md_table(["", ""], rows))
+    one = (machine["load_average"] or (0.0,))[0]
+    if one > 0.5 * (machine["cores"] or 1):
+        out.append(f"\nThe machine was busy while this ran (1-minute load average {one:.2f} on {machine['cores']} cores, from other "
+                   "processes): wall-clock figures carry that noise; the CPU-time columns and the timings of single pieces are less "
+                   "affected. The load around each section is given at its end.")
+    out.append("\n" + md_table(["package", "version"], [[k, v or "not installed"] for k, v in versions().items()]))
+    return "\n".join(out) + "\n"
+
+
+def _summary(state: dict[str, Any]) -> str:
+    lines = []
+    ov = state.get("overhead")
+    if ov:
+        from overhead import TARGET
+
+        for model, sides in ov["models"].items():
+            lp, bare = sides["lightplug"], sides["lightning"]
+            target = ""
+            if model == "simple_cnn":
+                target = f" (target <= {TARGET}: {'met' if lp['per_step_ratio'] <= TARGET else '**not met**'})"
+            lines.append(f"- `{model}`: per-step time of `lightplug train` x{lp['per_step_ratio']:.3f} of a raw PyTorch loop{target} "
+                         f"(CPU time x{lp['per_step_cpu_ratio']:.3f}); a bare `lightning.Trainer` alone x{bare['per_step_ratio']:.3f}; "
+                         f"lightplug over bare Lightning x{lp['per_step_ratio_vs_lightning']:.3f}.")
+    at = state.get("attribution")
+    if at:
+        from _common import median
+
+        for model, variants in at["results"].items():
+            b, a = (median([x["per_step_cpu"] for x in variants[v]]) for v in ("all reverted", "current"))
+            lines.append(f"- `{model}`: the core's overhead fixes took a training step from {b * 1e3:.3f} to {a * 1e3:.3f} ms of CPU "
+                         f"({(b - a) / b:.0%} less).")
+    st = state.get("startup")
+    if st:
+        c = st["commands"]
+        tl = st["imports"]["python -c 'import torch, lightning'"]["median"]
+        lines.append(f"- Start-up with {st['plugins']} extra plugins: `lightplug --help` {c['lightplug --help']['median']:.3f} s, "
+                     f"`lightplug models` {c['lightplug models']['median']:.3f} s (target < 0.3 s; torch imported: "
+                     f"{'yes' if any(v['imports']['torch'] for v in c.values()) else 'no'}, lightning: "
+                     f"{'yes' if any(v['imports']['lightning'] for v in c.values()) else 'no'}); `import torch, lightning` alone {tl:.2f} s.")
+        for model, v in (st.get("first_steps") or {}).items():
+            lines.append(f"- `lightplug train model={model}` to its first training step: {v['lightplug']:.2f} s (raw loop {v['raw']:.2f} s).")
+    ex = state.get("export")
+    if ex:
+        parts = []
+        for model, rep in ex["reports"].items():
+            for key, r in rep["ratios"].items():
+                parts.append(f"`{model}` {key.split('_vs_')[0]} p50 x{r['latency_p50'] or 0:.2f} / throughput x{r['throughput'] or 0:.2f}")
+        lines.append("- Export speed-ups over eager PyTorch (latency at batch 1, throughput at batch 32): " + "; ".join(parts) + ".")
+    gpu = state.get("gpu")
+    if gpu is not None:
+        if gpu.get("measured"):
+            res = gpu["images_per_s"]
+            from _common import median
+
+            lines.append(f"- GPU ({gpu['gpu']}): ResNet-50 bf16 {median(res['lightplug']):.0f} images/s through `lightplug train`, "
+                         f"{median(res['raw']):.0f} with a raw loop.")
+        else:
+            lines.append("- GPU: no GPU available on this machine; not measured.")
+    return "## Summary\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks, write the results; return the exit code."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings (not a measurement)")
+    p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--json", type=Path, help="also write every figure as JSON")
+    p.add_argument("--only", help=f"comma-separated sections (of {', '.join(SECTIONS)})")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the training runs (default 1: steadier on a shared machine)")
+    p.add_argument("--export-threads", type=int, default=1, help="torch and onnxruntime threads of the export timings")
+    args = p.parse_args(argv)
+    chosen = [s for s in SECTIONS if not args.only or s in args.only.split(",")]
+    machine, start = machine_info(), time.perf_counter()
+    state: dict[str, Any] = {}
+    runners = _runners(args, state)
+    sections, failed = [], []
+    for name in chosen:
+        before = load_average()
+        print(f"== {name} (load average {_load(before)})", flush=True)
+        t0 = time.perf_counter()
+        try:
+            section = runners[name]()
+            state[name] = section.data
+        except Exception as exc:  # noqa: BLE001 - one failing benchmark must not lose the others' figures
+            traceback.print_exc()
+            failed.append(name)
+            section = Section(name, f"**failed**: `{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}`")
+        section.body += f"\n\n_Load average (1/5/15 min) before: {_load(before)}, after: {_load(load_average())}; {time.perf_counter() - t0:.0f} s._"
+        sections.append(section)
+    text = _header(args, machine, load_average(), (time.perf_counter() - start) / 60) + "\n" + _summary(state)
+    text += "\n" + "\n".join(s.markdown() for s in sections)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "versions": versions(), "sections": {s.title: s.data for s in sections}},
+                                        indent=1, default=str))
+    print(f"wrote {args.output}" + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Start-up: ``lightplug --help`` and ``lightplug models`` with 20 extra plugins installed, and the time
+from ``lightplug train`` to its first training step beside a bare ``import torch, lightning``.
+
+20 throw-away plugin distributions (a dist-info with an entry point in ``lightplug.models`` and a tier-1
+plugin module each, as pip would install them) are written into a temporary folder put first on
+PYTHONPATH, with a private, empty plugin cache. Each command runs in a fresh process: the first run (empty
+cache) is reported apart from the median of the next ``--runs``. ``python -X importtime`` shows whether a
+command imports torch or lightning, and which imports cost most.
+
+Run: ``python benchmarks/startup.py [--quick] [--runs 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import Section, bench_env, make_dist, md_table, median, run
+
+__all__ = ["write_plugins", "import_report", "measure", "render", "run_benchmark", "N_PLUGINS", "TARGET_S"]
+
+N_PLUGINS = 20
+#: Seconds within which ``lightplug --help`` and ``lightplug models`` should answer.
+TARGET_S = 0.3
+
+PLUGIN = '''
+"""Throw-away model plugin {i} of the start-up benchmark (torch is imported only by build)."""
+from dataclasses import dataclass
+from typing import Annotated
+
+from lightplug import ModelPlugin, Param
+
+
+@dataclass
+class Config:
+    hidden: Annotated[int, Param(ge=1, help="hidden units")] = 16
+    num_classes: Annotated[int, Param(ge=2, help="classes (bound to the data)")] = 10
+
+
+class Model(ModelPlugin):
+    """Benchmark plugin {i}: a linear classifier."""
+
+    task = "classification"
+    Config = Config
+
+    def build(self, cfg):
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(cfg.num_classes))
+'''
+
+
+def write_plugins(site: Path, n: int = N_PLUGINS) -> list[str]:
+    """Install ``n`` plugin distributions into ``site``; return the plugin names."""
+    names = []
+    for i in range(n):
+        name, module = f"bench_{i:02d}", f"lp_bench_plugin_{i:02d}"
+        make_dist(site, f"lp-bench-plugin-{i:02d}", entry_points={"lightplug.models": {name: f"{module}:Model"}},
+                  modules={f"{module}.py": PLUGIN.format(i=i)}, summary=f"start-up benchmark plugin {i}")
+        names.append(name)
+    return names
+
+
+def _lightplug() -> list[str]:
+    """The ``lightplug`` console script next to this interpreter (what users run), else ``python -m lightplug``."""
+    script = Path(sys.executable).parent / "lightplug"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "lightplug"]
+
+
+def import_report(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``python -X importtime -m lightplug ARGS``: whether torch/lightning were imported, the top imports."""
+    code, text, _ = run([sys.executable, "-X", "importtime", "-m", "lightplug", *args], env=env)
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            parts = [p.strip() for p in line.split(":", 1)[1].split("|")]
+            if parts[0].isdigit():
+                rows.append((int(parts[1]), parts[2].strip()))
+    names = {name.strip() for _, name in rows}
+    top = [name.strip() for _, name in sorted((r for r in rows if not r[1].startswith(" ")), reverse=True)[:4]]
+    total = sum(us for us, name in rows if not name.startswith(" "))
+    return {"torch": any(n == "torch" or n.startswith("torch.") for n in names),
+            "lightning": any(n.split(".")[0] in ("lightning", "pytorch_lightning") for n in names),
+            "top_level_imports_s": total / 1e6, "top": top, "exit_code": code}
+
+
+def measure(runs: int, torch_runs: int, workdir: Path, log: Any = print) -> dict[str, Any]:
+    """Time the commands; return their figures."""
+    site, cache = workdir / "site", workdir / "cache"
+    names = write_plugins(site)
+    env = bench_env(site, cache)
+    cmds = {"lightplug --help": [*_lightplug(), "--help"], "lightplug models": [*_lightplug(), "models"]}
+    out: dict[str, Any] = {"plugins": len(names), "commands": {}}
+    for label, cmd in cmds.items():
+        code, text, first = run(cmd, env=env)
+        if code != 0:
+            raise RuntimeError(f"{label} failed ({code}):\n{text[-2000:]}")
+        if label == "lightplug models":
+            missing = [n for n in names if n not in text]
+            if missing:
+                raise RuntimeError(f"lightplug models does not list {missing[:3]}...:\n{text[-2000:]}")
+        times = [run(cmd, env=env)[2] for _ in range(runs)]
+        out["commands"][label] = {"first": first, "median": median(times), "min": min(times), "runs": runs,
+                                  "imports": import_report(cmd[-1:], env)}
+        log(f"  startup {label}: first {first:.3f} s, median {median(times):.3f} s")
+    floor = {"python -c pass": [sys.executable, "-c", "pass"], "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+             "python -c 'import torch, lightning'": [sys.executable, "-c", "import torch, lightning"]}
+    out["imports"] = {}
+    for label, cmd in floor.items():
+        times = [run(cmd, env=env)[2] for _ in range(runs if label == "python -c pass" else torch_runs)]
+        out["imports"][label] = {"median": median(times), "runs": len(times)}
+        log(f"  startup {label}: median {median(times):.3f} s")
+    return out
+
+
+def render(data: dict[str, Any], first_steps: dict[str, dict[str, float]] | None = None) -> Section:
+    """The Markdown section; ``first_steps``: model -> {"lightplug": s, "raw": s} from the overhead benchmark."""
+    rows = []
+    for label, c in data["commands"].items():
+        imp = c["imports"]
+        ok = "yes" if c["median"] < TARGET_S else "**no**"
+        rows.append([f"`{label}`", f"{c['first']:.3f}", f"{c['median']:.3f}", f"{c['min']:.3f}", ok,
+                     "**yes**" if imp["torch"] else "no", "**yes**" if imp["lightning"] else "no", ", ".join(imp["top"])])
+    body = (f"{data['plugins']} throw-away plugin distributions installed (on PYTHONPATH, private plugin cache). Seconds of wall time "
+            f"per process; median of {next(iter(data['commands'].values()))['runs']} runs after the first (empty cache) run. "
+            f"Target: under {TARGET_S} s, importing neither torch nor lightning (checked with `python -X importtime`).\n\n"
+            + md_table(["command", "first run s", "median s", "min s", f"< {TARGET_S} s", "imports torch", "imports lightning",
+                        "costliest imports"], rows))
+    imp_rows = [[f"`{label}`", f"{v['median']:.3f}", v["runs"]] for label, v in data["imports"].items()]
+    body += "\n\nImporting the heavy libraries alone (the floor of any training command):\n\n" + md_table(["command", "median s", "runs"], imp_rows)
+    if first_steps:
+        fs_rows = [[f"`{m}`", f"{v['lightplug']:.2f}", f"{v['raw']:.2f}", f"{v['lightplug'] - v['raw']:.2f}"] for m, v in first_steps.items()]
+        tl = data["imports"]["python -c 'import torch, lightning'"]["median"]
+        body += (f"\n\nFrom spawning `lightplug train model=NAME` to its first training step (median over the overhead rounds; it "
+                 f"includes composing and checking the config, importing torch and lightning ({tl:.2f} s alone), building the data "
+                 f"and the model, checking a first batch, the sanity validation and the model summary), beside the hand-written loop "
+                 f"(imports torch and scikit-learn, not lightning):\n\n"
+                 + md_table(["model", "lightplug train s", "raw loop s", "difference s"], fs_rows))
+    return Section("Start-up", body, {**data, "first_steps": first_steps or {}})
+
+
+def run_benchmark(quick: bool = False, workdir: Path | None = None, runs: int | None = None,
+                  first_steps: dict[str, dict[str, float]] | None = None, log: Any = print) -> Section:
+    """Measure and render; ``quick``: 3 runs per command and one import of torch."""
+    runs = runs or (3 if quick else 10)
+    with tempfile.TemporaryDirectory(prefix="lp-startup-") as tmp:
+        base = Path(workdir or tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        data = measure(runs, 1 if quick else 5, base, log)
+    return render(data, first_steps)
+
+
+def main() -> None:
+    """Command line: print the section (and write JSON with ``--json``)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--runs", type=int)
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    section = run_benchmark(a.quick, a.workdir, a.runs)
+    print(section.markdown())
+    if a.json:
+        a.json.write_text(json.dumps(section.data, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
