@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..runs import flatten
 from .checks import command_line
 from .launcher import Job, read_launch, status_of_exit
 
@@ -263,17 +264,6 @@ def details(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any] |
         can_resume=(run_dir / "checkpoints" / "last.ckpt").is_file() and out["status"] not in ("running", "stopping"),
         error=(row or {}).get("error"),
     )
-    return out
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: ``{"model": {"width": 16}}`` -> ``{"model.width": 16}``."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
     return out
 
 
