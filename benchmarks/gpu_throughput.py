@@ -30,7 +30,10 @@ NO_GPU = "no GPU available on this machine; not measured"
 
 
 def gpu_name() -> str | None:
-    """The first CUDA device's name, or ``None`` (checked in a subprocess: no CUDA context here)."""
+    """The first CUDA device's name, or ``None`` (in a subprocess unless torch is already imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     code, text, _ = run([sys.executable, "-c", "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"])
     name = text.strip().splitlines()[-1].strip() if code == 0 and text.strip() else ""
     return name or None

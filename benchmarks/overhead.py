@@ -191,9 +191,9 @@ def render(results: dict[str, Any], settings: dict[str, Any]) -> Section:
 def run_benchmark(quick: bool = False, workdir: Path | None = None, rounds: int | None = None, epochs: int | None = None,
                   threads: int = 1, skip_epochs: int = 1, models: tuple[str, ...] = MODELS, variants: dict[str, list[str]] | None = None,
                   terminal: bool = True, log: Any = print) -> Section:
-    """Measure and render; ``quick``: ``simple_cnn`` only, one round of 3 epochs (a smoke run, not a measurement)."""
+    """Measure and render; ``quick``: ``simple_cnn`` only, one round of 2 epochs (a smoke run, not a measurement)."""
     rounds = rounds or (1 if quick else 5)
-    epochs = epochs or (3 if quick else 30)
+    epochs = epochs or (2 if quick else 30)
     models = models[-1:] if quick and models == MODELS else models
     with tempfile.TemporaryDirectory(prefix="lp-overhead-") as tmp:
         base = Path(workdir or tmp)
