@@ -34,7 +34,7 @@ def make_dist(site: Path, name: str, version: str = "1.0.0", entry_points: dict[
         path.write_text(textwrap.dedent(code))
     info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: {summary}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: {summary}"]
     meta += [f"Requires-Dist: {r}" for r in requires or []]
     (info / "METADATA").write_text("\n".join(meta) + "\n")
     lines = []
