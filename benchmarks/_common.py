@@ -12,12 +12,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from lightplug.testing import make_dist
 
 __all__ = ["HERE", "ROOT", "Section", "machine_info", "versions", "load_average", "make_dist", "install_step_timer",
            "bench_env", "run", "median", "percentile", "md_table", "fmt_ms", "fmt_ratio", "lightplug_cmd"]
@@ -87,27 +88,6 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
-
-
-def make_dist(site: Path, name: str, version: str = "1.0.0", entry_points: dict[str, dict[str, str]] | None = None,
-              modules: dict[str, str] | None = None, summary: str = "a benchmark plugin") -> Path:
-    """Write an installed distribution into ``site`` as pip would (modules, a dist-info with METADATA,
-    entry_points.txt and RECORD); put ``site`` on PYTHONPATH to make it visible. Same as the tests' helper."""
-    site.mkdir(parents=True, exist_ok=True)
-    for rel, code in (modules or {}).items():
-        path = site / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(code))
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: {summary}\n")
-    lines: list[str] = []
-    for group, eps in (entry_points or {}).items():
-        lines.append(f"[{group}]")
-        lines += [f"{k} = {v}" for k, v in eps.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    (info / "RECORD").write_text("")
-    return site
 
 
 def install_step_timer(site: Path) -> Path:
