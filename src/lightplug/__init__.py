@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError, DataError, LightplugError, PluginError
-from .plugin import CallbackPlugin, DataPlugin, ModelPlugin, Param
+from .plugin import CallbackPlugin, DataPlugin, DetectionSettings, ModelPlugin, Param
 
 __version__ = "0.1.0"
 #: Version of the plugin contract (ModelPlugin, DataPlugin, CallbackPlugin, Param, batch layout).
@@ -27,6 +27,7 @@ __all__ = [
     "DataPlugin",
     "CallbackPlugin",
     "Param",
+    "DetectionSettings",
     "LightplugError",
     "ConfigError",
     "PluginError",

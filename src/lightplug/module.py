@@ -9,11 +9,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from .metrics import metric_inputs, task_metrics
+from .metrics import detection_metric, metric_inputs, summarise_detection, task_metrics
 from .optim import build_optimizer, build_scheduler
+from .plugin import DetectionSettings
 from .tasks import default_loss
 
-__all__ = ["PluginModule", "split_outputs"]
+__all__ = ["PluginModule", "split_outputs", "sum_losses"]
 
 
 def split_outputs(outputs: Any) -> tuple[Any, torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -27,6 +28,21 @@ def split_outputs(outputs: Any) -> tuple[Any, torch.Tensor | None, dict[str, tor
         parts = {str(k).removeprefix("loss_"): v for k, v in outputs.items()}
         return None, torch.stack(list(outputs.values())).sum(), parts
     return outputs, None, {}
+
+
+def sum_losses(loss: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A loss hook's result as (the loss to minimise, named parts): a scalar, or a dict of scalars summed."""
+    if isinstance(loss, dict):
+        parts = {str(k).removeprefix("loss_"): v for k, v in loss.items()}
+        return torch.stack([v.reshape(()) for v in loss.values()]).sum(), {k: v.detach() for k, v in parts.items()}
+    return loss, {}
+
+
+def detection_settings(run_cfg: dict[str, Any]) -> DetectionSettings:
+    """The ``detection`` section of a run config (defaults where missing, e.g. in older checkpoints)."""
+    d = run_cfg.get("detection") or {}
+    base = DetectionSettings()
+    return DetectionSettings(conf=float(d.get("conf", base.conf)), iou=float(d.get("iou", base.iou)), max_det=int(d.get("max_det", base.max_det)))
 
 
 class PluginModule(L.LightningModule):
@@ -53,6 +69,12 @@ class PluginModule(L.LightningModule):
             metrics = task_metrics(self.task, facts.get("num_classes"), num_outputs)
             self.val_metrics = metrics.clone(prefix="val/")
             self.test_metrics = metrics.clone(prefix="test/")
+        self.detection = detection_settings(run_cfg)
+        if self.task == "detection":
+            self.val_metrics = detection_metric()
+            self.test_metrics = detection_metric()
+        #: The last validation's per-class AP and precision-recall curves (detection), for the evaluation callbacks.
+        self.detection_summary: dict[str, Any] | None = None
         self._label_smoothing = float(run_cfg.get("loss", {}).get("label_smoothing", 0.0))
         self._train_sums: dict[str, torch.Tensor] = {}  # this epoch's loss sums (weighted by batch size), on the device
         self._train_counts: dict[str, int] = {}
@@ -79,7 +101,7 @@ class PluginModule(L.LightningModule):
             return preds, loss, parts
         aux = loss
         if self._hook("loss"):
-            loss = self.plugin.loss(preds, batch)
+            loss, parts = sum_losses(self.plugin.loss(preds, batch))
         else:
             loss = default_loss(self.task, preds, batch["target"], self._label_smoothing if self.training else 0.0)
         if aux is not None:
@@ -122,7 +144,26 @@ class PluginModule(L.LightningModule):
             self.log(name, total / count, prog_bar=name == "train/loss", batch_size=count, sync_dist=True)
         self._train_sums, self._train_counts = {}, {}
 
+    def _detection_step(self, batch: dict[str, Any], stage: str) -> list[dict[str, torch.Tensor]]:
+        """Raw outputs -> the plugin's loss (when it computes one from outputs) -> boxes after ``postprocess``.
+
+        A ``takes_targets`` model (torchvision's detectors) returns detections, not losses, in eval mode:
+        there is no validation loss then."""
+        outputs = self.net(batch["input"])
+        size = len(batch["input"])
+        if not getattr(self.plugin, "takes_targets", False) and self._hook("loss"):
+            loss, parts = sum_losses(self.plugin.loss(outputs, batch))
+            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size, sync_dist=True)
+            for name, value in parts.items():
+                self.log(f"{stage}/loss_{name}", value, on_epoch=True, batch_size=size, sync_dist=True)
+        dets = self.plugin.postprocess(outputs, batch, self.detection)
+        dets = [{k: dets[i][k].detach().to(self.device) for k in ("boxes", "scores", "labels")} for i in range(len(dets))]
+        getattr(self, f"{stage}_metrics").update(dets, [{"boxes": t["boxes"], "labels": t["labels"]} for t in batch["target"]])
+        return dets
+
     def _eval_step(self, batch: dict[str, Any], stage: str) -> Any:
+        if self.task == "detection":
+            return self._detection_step(batch, stage)
         preds, loss, _ = self.compute(batch)
         if self._hook("postprocess"):
             preds = self.plugin.postprocess(preds, batch)
@@ -140,6 +181,8 @@ class PluginModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
         preds, _, _ = split_outputs(self.net(batch["input"]))
+        if self.task == "detection":
+            return self.plugin.postprocess(preds, batch, self.detection)
         return self.plugin.postprocess(preds, batch) if self._hook("postprocess") else preds
 
     def _log_metrics(self, stage: str) -> None:
@@ -147,7 +190,11 @@ class PluginModule(L.LightningModule):
         if metrics is None:
             return
         monitor = self.run_cfg.get("monitor")
-        for name, value in metrics.compute().items():  # torchmetrics already synced them: the all-reduce is a no-op
+        computed = metrics.compute()  # torchmetrics already synced them: the all-reduce below is a no-op
+        if self.task == "detection":
+            scalars, self.detection_summary = summarise_detection(computed, stage)
+            computed = scalars
+        for name, value in computed.items():
             self.log(name, value.float(), prog_bar=name == monitor, sync_dist=True)
         metrics.reset()
 

@@ -30,13 +30,37 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["Param", "ModelPlugin", "DataPlugin", "CallbackPlugin", "TASKS", "DATA_FACTS"]
+__all__ = ["Param", "ModelPlugin", "DataPlugin", "CallbackPlugin", "DetectionSettings", "TASKS", "DATA_FACTS", "RAW_OUTPUT_FORMATS"]
 
 #: Tasks the core knows: each has a default loss, metrics, monitored metric and output check.
 TASKS = ("classification", "regression", "segmentation", "detection")
 
 #: Model fields with these names are bound to the selected data module's facts unless set explicitly.
 DATA_FACTS = ("num_classes", "in_channels", "in_features", "image_size", "num_outputs")
+
+
+#: Raw output layouts the core can post-process without the plugin (``predict model=FILE.onnx`` runs without
+#: torch). ``"yolo"``: one ``B x (4 + num_classes) x N`` tensor, rows ``cx, cy, w, h`` in input pixels then one
+#: score in [0, 1] per class; boxes are kept above ``conf``, then class-wise NMS at ``iou``, at most ``max_det``.
+RAW_OUTPUT_FORMATS = ("yolo",)
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """What turns a detector's raw outputs into boxes: the ``detection`` section of the run config.
+
+    Passed to :meth:`ModelPlugin.postprocess` of detection plugins as ``settings``.
+
+    Args:
+        conf: keep boxes scoring at least this (validation uses a low value so that mAP sees the whole
+            precision-recall curve; ``lightplug predict`` defaults to 0.25).
+        iou: boxes of one class overlapping more than this are suppressed (NMS).
+        max_det: at most this many boxes per image, highest scores first.
+    """
+
+    conf: float = 0.001
+    iou: float = 0.6
+    max_det: int = 100
 
 
 @dataclass(frozen=True)
@@ -102,6 +126,12 @@ class ModelPlugin(_Plugin):
 
     Batches are dicts: ``input`` (a tensor), ``target`` (a tensor, or a list of per-image dicts for
     detection) and ``index`` (the sample's position in its split).
+
+    Detection (``task = "detection"``, see ``docs/detection.md``): ``target`` is a list with one dict per
+    image, ``boxes`` (``K x 4`` float, ``x1, y1, x2, y2`` in pixels of the input tensor) and ``labels``
+    (``K`` int64 in ``[0, num_classes)``, no background class). The plugin gives the loss (:meth:`loss`
+    returning a scalar or a dict of named scalars, or ``takes_targets`` with a dict of losses) and
+    :meth:`postprocess` (raw outputs -> one ``{"boxes", "scores", "labels"}`` dict per image).
     """
 
     #: One of :data:`TASKS`.
@@ -111,6 +141,9 @@ class ModelPlugin(_Plugin):
     #: Set to ``True`` when the module's forward takes the targets too (``net(input, target)``) and then
     #: returns ``(predictions, loss)`` or a dict of losses, as torchvision's detectors do in training.
     takes_targets: ClassVar[bool] = False
+    #: How the exported module's single output is laid out, when it is one of :data:`RAW_OUTPUT_FORMATS`:
+    #: ``lightplug predict model=FILE.onnx`` then post-processes it without torch (detection).
+    raw_output_format: ClassVar[str | None] = None
 
     def build(self, cfg: Any) -> nn.Module:
         """Return the ``nn.Module`` for this config."""
@@ -125,8 +158,12 @@ class ModelPlugin(_Plugin):
         return []
 
     # ---- optional hooks; the core calls them only when a subclass overrides them ----
-    def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
-        """Loss of a batch from the model's outputs; default: the task's loss (cross-entropy, MSE, ...)."""
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Loss of a batch from the model's outputs; default: the task's loss (cross-entropy, MSE, ...).
+
+        May return a dict of named scalar losses: their sum is minimised and each is logged as
+        ``train/loss_<name>`` (and ``val/loss_<name>``). Called in training and validation.
+        """
         raise NotImplementedError
 
     def training_step(self, module: Any, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -145,9 +182,21 @@ class ModelPlugin(_Plugin):
         """An input batch for checks and export; default: built from the data facts."""
         raise NotImplementedError
 
-    def postprocess(self, outputs: Any, batch: dict[str, Any] | None = None) -> Any:
-        """Turn raw outputs into predictions (e.g. boxes after NMS for detection)."""
+    def postprocess(self, outputs: Any, batch: dict[str, Any] | None = None, settings: DetectionSettings | None = None) -> Any:
+        """Turn raw outputs into predictions, for validation metrics and ``predict``.
+
+        Detection plugins must override it: return one dict per image with ``boxes`` (``N x 4`` float,
+        ``x1, y1, x2, y2`` in input pixels), ``scores`` (``N``) and ``labels`` (``N`` int64), keeping boxes
+        scoring at least ``settings.conf``, suppressing overlaps above ``settings.iou`` and keeping at most
+        ``settings.max_det``. ``batch`` is ``None`` in ``predict``; ``settings`` is ``None`` for other tasks.
+        """
         raise NotImplementedError
+
+    def export_module(self, net: nn.Module) -> nn.Module:
+        """The module ONNX and TorchScript export trace; default: ``net``. Its forward takes the input tensor
+        and returns one tensor (or a tuple of tensors): return a wrapper when the model's eval outputs are
+        not that (e.g. a detector returning raw head outputs and feature maps)."""
+        return net
 
     @classmethod
     def overrides(cls, hook: str) -> bool:

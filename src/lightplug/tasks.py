@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .errors import PluginError
 
-__all__ = ["default_loss", "check_outputs"]
+__all__ = ["default_loss", "check_outputs", "check_detections"]
 
 
 def default_loss(task: str, outputs: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -45,3 +45,30 @@ def check_outputs(task: str, outputs: Any, batch: dict[str, Any], facts: dict[st
         want = (batch_size, facts.get("num_classes"), *target.shape[1:])
         if tuple(outputs.shape) != want:
             raise PluginError(f"{who} returned outputs of shape {tuple(outputs.shape)}, but the data needs {want} (batch, classes, H, W)")
+
+
+def check_detections(dets: Any, batch_size: int, who: str) -> None:
+    """Refuse what a detection plugin's ``postprocess`` returned unless it is one dict per image with ``boxes``
+    (``N x 4``), ``scores`` (``N``) and integer ``labels`` (``N``).
+
+    Raises:
+        PluginError: naming the plugin and the first thing that is wrong.
+    """
+    where = f"{who}: postprocess"
+    if not isinstance(dets, (list, tuple)) or len(dets) != batch_size:
+        got = f"a {type(dets).__name__} of {len(dets)}" if isinstance(dets, (list, tuple)) else type(dets).__name__
+        raise PluginError(f"{where} returned {got}, but detection needs a list of {batch_size} dicts (one per image)",
+                          hint="return [{'boxes': N x 4, 'scores': N, 'labels': N}, ...]; see docs/detection.md")
+    for i, d in enumerate(dets):
+        missing = [k for k in ("boxes", "scores", "labels") if not isinstance(d, dict) or k not in d]
+        if missing:
+            raise PluginError(f"{where} returned image {i} without {', '.join(missing)}", hint="each image needs boxes, scores and labels")
+        boxes, scores, labels = d["boxes"], d["scores"], d["labels"]
+        if not all(torch.is_tensor(t) for t in (boxes, scores, labels)):
+            raise PluginError(f"{where}: image {i}'s boxes, scores and labels must be tensors")
+        n = len(scores)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != n or labels.shape != (n,) or scores.ndim != 1:
+            raise PluginError(f"{where}: image {i} has boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)} and labels {tuple(labels.shape)}; "
+                              "expected N x 4, N and N")
+        if labels.is_floating_point():
+            raise PluginError(f"{where}: image {i}'s labels are {labels.dtype}; expected integers (class indices)")

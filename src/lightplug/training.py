@@ -83,6 +83,14 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
     module.eval()
     with torch.no_grad():
         outputs = _guard("run forward on a batch of the data", who, module.net, batch["input"])
+        if run.task == "detection":
+            from .tasks import check_detections
+
+            if not type(module.plugin).overrides("postprocess"):
+                raise PluginError(f"{who} is a detection plugin without a postprocess hook",
+                                  hint="override postprocess(outputs, batch, settings) to return boxes, scores and labels per image")
+            dets = _guard("postprocess the outputs of a batch", who, module.plugin.postprocess, outputs, batch, module.detection)
+            check_detections(dets, len(batch["input"]), who)
     module.train()
     preds, _, _ = split_outputs(outputs)
     if preds is not None:

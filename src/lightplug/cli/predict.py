@@ -22,6 +22,10 @@ _OPTIONS = {
     "output": "the CSV file to write (default preds.csv)",
     "batch_size": "samples per forward pass (default 64)",
     "progress": "show a progress bar (true|false)",
+    "conf": "detection: keep boxes scoring at least this (default 0.25)",
+    "iou": "detection: NMS IoU threshold (default: the model's detection.iou)",
+    "max_det": "detection: boxes per image (default: the model's detection.max_det)",
+    "draw": "detection: also write each image with its boxes drawn (true|false)",
 }
 
 _HELP = (__doc__ or "").replace("``", "") + "\n\noptions:\n" + "\n".join(f"  {k}=...  {v}" for k, v in _OPTIONS.items()) + (
@@ -52,7 +56,7 @@ def _predictor(opts: dict[str, str]) -> Any:
     return TorchPredictor(path)
 
 
-def _print_head(rows: list[list[Any]], total: int, output: Path) -> None:
+def _print_head(rows: list[list[Any]], total: int, output: Path, detection: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -60,13 +64,15 @@ def _print_head(rows: list[list[Any]], total: int, output: Path) -> None:
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
     columns, body = rows[0], rows[1:]
-    table = Table(title=f"first {len(body)} of {total} predictions" if total > len(body) else None, title_justify="left")
+    title = f"first {len(body)} boxes" if detection else (f"first {len(body)} of {total} predictions" if total > len(body) else None)
+    table = Table(title=title, title_justify="left")
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in body:
         table.add_row(*[str(c) for c in row])
     console.print(table)
-    console.print(f"wrote {total} predictions to {output}", highlight=False)
+    what = f"the boxes of {total} images" if detection else f"{total} predictions"
+    console.print(f"wrote {what} to {output}", highlight=False)
 
 
 def main(args: list[str]) -> int:
@@ -84,10 +90,45 @@ def main(args: list[str]) -> int:
 
     from ..evaluation.inference import predict_files
 
-    count, problems, head = predict_files(predictor, opts["input"], output, topk=topk, batch_size=batch_size, progress=progress)
+    settings, draw = _detection_options(opts, predictor.meta)
+    count, problems, head = predict_files(predictor, opts["input"], output, topk=topk, batch_size=batch_size, progress=progress,
+                                          settings=settings, draw=draw)
     for line in problems:
         print(f"skipped {line}", file=sys.stderr)
     if count == 0:
         raise DataError(f"no prediction: none of the inputs under {opts['input']} could be read ({len(problems)} skipped)")
-    _print_head(head, count, output)
+    _print_head(head, count, output, detection=settings is not None)
+    if draw:
+        print(f"drew the boxes into {output.with_name(output.stem + '_boxes')}")
     return 0
+
+
+def _detection_options(opts: dict[str, str], meta: dict[str, Any]) -> tuple[Any, bool]:
+    """``conf``, ``iou``, ``max_det`` and ``draw`` of a detection model (defaults: conf 0.25, the rest as in training)."""
+    keys = ("conf", "iou", "max_det", "draw")
+    if meta.get("task") != "detection":
+        given = [k for k in keys if k in opts]
+        if given:
+            raise ConfigError(f"{given[0]}=: only for detection models (this model's task is {meta.get('task')})")
+        return None, False
+    from ..plugin import DetectionSettings
+
+    trained = dict((meta.get("config") or {}).get("detection") or meta.get("detection") or {})
+    problems = []
+
+    def number(key: str, default: float, whole: bool = False) -> Any:
+        value = parse_value(opts[key]) if key in opts else default
+        ok = not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+        if not ok or (whole and value < 1) or (not whole and not 0 <= value <= 1):
+            problems.append(f"{key}={opts.get(key)}: expected {'a whole number of at least 1' if whole else 'a number from 0 to 1'} ({_OPTIONS[key]})")
+            return default
+        return value
+
+    settings = DetectionSettings(conf=float(number("conf", 0.25)), iou=float(number("iou", float(trained.get("iou", 0.6)))),
+                                 max_det=int(number("max_det", int(trained.get("max_det", 100)), whole=True)))
+    draw = parse_value(opts.get("draw", "false"))
+    if not isinstance(draw, bool):
+        problems.append(f"draw={opts.get('draw')}: expected true or false")
+    if problems:
+        raise ConfigError("invalid arguments of lightplug predict", problems=problems)
+    return settings, bool(draw)

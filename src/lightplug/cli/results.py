@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -42,6 +43,8 @@ def main(args: list[str]) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
+    if task == "detection":
+        return _detection(console, run, file, rows, worst, opts)
     measure = "abs error" if task == "regression" else "confidence"
     wrong = sum(r["correct"] == "False" for r in rows)
     summary = f", {wrong} wrong" if task == "classification" else ""
@@ -68,4 +71,31 @@ def main(args: list[str]) -> int:
     num_classes = max((int(m.max()) for m in masks), default=0) + 1
     worst_figure(images, titles, masks, num_classes, out)
     console.print(f"wrote {out}", highlight=False)
+    return 0
+
+
+def _detection(console: Any, run: Path, file: Path, rows: list[dict[str, str]], worst: list[dict[str, str]], opts: argparse.Namespace) -> int:
+    """The worst images of a detection run: a table, and a grid with true (green) and predicted (red) boxes."""
+    from rich.table import Table
+
+    from ..evaluation.detection_view import boxes_figure, worst_detections
+
+    found = sum(int(r["matched"]) for r in rows)
+    total = sum(int(r["true_boxes"]) for r in rows)
+    console.print(f"{file} (epoch {rows[0].get('epoch', '?')}, {len(rows)} images, {found} of {total} true boxes found): "
+                  f"the {len(worst)} worst", highlight=False)
+    table = Table()
+    for col in ("#", "id", "true boxes", "predicted", "matched", "ap50"):
+        table.add_column(col, overflow="fold", justify="left" if col == "id" else "right")
+    for rank, r in enumerate(worst, 1):
+        style = "red" if int(r["matched"]) < int(r["true_boxes"]) else None
+        table.add_row(str(rank), r["id"], r["true_boxes"], r["pred_boxes"], r["matched"], r["ap50"], style=style)
+    console.print(table)
+    if opts.no_image:
+        return 0
+    images, trues, preds, names = worst_detections(run, worst)
+    titles = [f"#{k} {r['id'][-24:]} ap50={float(r['ap50']):.2f}\n{r['matched']}/{r['true_boxes']} found" for k, r in enumerate(worst, 1)]
+    out = Path(opts.output) if opts.output else run / "worst.png"
+    boxes_figure(images, titles, trues, preds, names, out)
+    console.print(f"wrote {out} (true boxes green, predicted red)", highlight=False)
     return 0

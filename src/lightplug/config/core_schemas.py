@@ -70,6 +70,13 @@ class LossRules:
 
 
 @dataclass
+class DetectionRules:
+    conf: Annotated[float, Param(ge=0, le=1, help="keep boxes scoring at least this")] = 0.001
+    iou: Annotated[float, Param(gt=0, le=1, help="class-wise NMS IoU threshold")] = 0.6
+    max_det: Annotated[int, Param(ge=1, le=10000, help="boxes kept per image")] = 100
+
+
+@dataclass
 class ExportRules:
     formats: Annotated[list[str], Param(choices=("onnx", "torchscript"), help="formats exported after fit")] = field(default_factory=list)
     opset: Annotated[int, Param(ge=7, le=25, help="ONNX opset")] = 17
@@ -101,7 +108,7 @@ def run_schema() -> Schema:
 def core_schemas() -> dict[str, Schema]:
     """Schemas of the core groups, by top-level key."""
     rules: dict[str, type] = {"trainer": TrainerRules, "optimizer": OptimizerRules, "scheduler": SchedulerRules,
-                              "loss": LossRules, "export": ExportRules}
+                              "loss": LossRules, "detection": DetectionRules, "export": ExportRules}
     return {key: schema_from_dataclass(cls, f"the {key} config", group=key) for key, cls in rules.items()}
 
 

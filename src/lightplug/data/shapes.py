@@ -11,17 +11,20 @@ from typing import Annotated, Any, Literal
 
 from ..errors import DataError
 from ..plugin import DataPlugin, Param
+from .detection_config import DetectionAugment
 from .plugins import LoaderConfig
 
-__all__ = ["Shapes", "ShapesConfig", "SHAPE_NAMES"]
+__all__ = ["Shapes", "ShapesConfig", "SHAPE_NAMES", "OBJECT_NAMES"]
 
 #: Class index -> name; index 0 is the background of the masks.
 SHAPE_NAMES = ("background", "circle", "square", "triangle")
+#: Detection labels (no background): 0 circle, 1 square, 2 triangle.
+OBJECT_NAMES = SHAPE_NAMES[1:]
 
 
 @dataclass
-class ShapesConfig(LoaderConfig):
-    task: Annotated[Literal["segmentation"], Param(help="what the targets are: a class mask per image")] = "segmentation"
+class ShapesConfig(LoaderConfig, DetectionAugment):
+    task: Annotated[Literal["segmentation", "detection"], Param(help="segmentation: a class mask per image; detection: a box and label per shape")] = "segmentation"
     num_samples: Annotated[int, Param(ge=8, le=1_000_000, help="images generated")] = 2000
     image_size: Annotated[int, Param(ge=8, le=1024, help="image height and width in pixels")] = 32
     max_shapes: Annotated[int, Param(ge=1, le=32, help="shapes per image (1 to this many)")] = 3
@@ -33,7 +36,7 @@ class ShapesConfig(LoaderConfig):
 
 
 class Shapes(DataPlugin):
-    """Seeded images of circles, squares and triangles (random sizes, positions, colours) with masks."""
+    """Seeded images of circles, squares and triangles (random sizes, positions, colours) with masks or boxes."""
 
     task = "segmentation"
     Config = ShapesConfig
@@ -41,8 +44,9 @@ class Shapes(DataPlugin):
     def facts(self, cfg: ShapesConfig) -> dict[str, Any]:
         if cfg.min_size > cfg.max_size:
             raise DataError(f"data.min_size={cfg.min_size} is above data.max_size={cfg.max_size}", hint="make min_size <= max_size")
-        return {"task": cfg.task, "num_classes": len(SHAPE_NAMES), "num_outputs": len(SHAPE_NAMES), "in_channels": 3,
-                "image_size": cfg.image_size, "in_features": 3 * cfg.image_size**2, "label_names": list(SHAPE_NAMES)}
+        names = list(OBJECT_NAMES if cfg.task == "detection" else SHAPE_NAMES)
+        return {"task": cfg.task, "num_classes": len(names), "num_outputs": len(names), "in_channels": 3,
+                "image_size": cfg.image_size, "in_features": 3 * cfg.image_size**2, "label_names": names}
 
     def build(self, cfg: ShapesConfig) -> Any:
         from .shapes_data import shapes_datamodule

@@ -110,8 +110,18 @@ def generate_shapes(num_samples: int, image_size: int, max_shapes: int = 3, min_
 
 
 def shapes_datamodule(cfg: Any) -> LightplugDataModule:
-    """The data module of ``data=shapes`` (segmentation): normalised ``3 x S x S`` images and ``S x S`` masks."""
+    """The data module of ``data=shapes``: normalised ``3 x S x S`` images and ``S x S`` masks (segmentation), or
+    a list of boxes and labels (0 circle, 1 square, 2 triangle) per image (detection)."""
     samples = generate_shapes(cfg.num_samples, cfg.image_size, cfg.max_shapes, cfg.min_size, cfg.max_size, cfg.noise, cfg.seed)
+    if cfg.task == "detection":
+        from .detection import detection_datamodule, split_records
+        from .detection_config import DetectionRecord
+        from .shapes import OBJECT_NAMES
+
+        records = [DetectionRecord(id=str(i), boxes=s.boxes, labels=s.labels - 1, image=(s.image * 255).round().astype(np.uint8),
+                                   size=(cfg.image_size, cfg.image_size)) for i, s in enumerate(samples)]
+        splits = split_records(records, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        return detection_datamodule(splits, cfg, list(OBJECT_NAMES), list(SHAPES_MEAN), list(SHAPES_STD))
     images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
     mean, std = np.asarray(SHAPES_MEAN, dtype=np.float32), np.asarray(SHAPES_STD, dtype=np.float32)
     x = torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])

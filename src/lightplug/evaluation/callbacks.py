@@ -18,6 +18,13 @@ def _every_epoch(cfg: dict[str, Any]) -> bool:
     return value
 
 
+def _box_score(cfg: dict[str, Any]) -> float:
+    value = (cfg.get("results") or {}).get("box_score", 0.25)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"results.box_score={value}: expected a number from 0 to 1 (boxes scoring less are not counted or drawn)")
+    return float(value)
+
+
 def evaluation_callbacks(cfg: dict[str, Any], out: Path, task: str | None) -> list[Any]:
     """Callbacks that write ``confusion_matrix.*`` and ``val_predictions.csv`` into the run folder ``out``.
 
@@ -34,6 +41,10 @@ def evaluation_callbacks(cfg: dict[str, Any], out: Path, task: str | None) -> li
         from .confusion import ConfusionMatrix
 
         callbacks.append(ConfusionMatrix(out, int(facts["num_classes"]), list(facts.get("label_names") or [])))
+    if task == "detection":
+        from .detection import DetectionResults
+
+        callbacks.append(DetectionResults(out, cfg["monitor"], cfg.get("monitor_mode") or "max", _every_epoch(cfg), _box_score(cfg)))
     if task in PER_SAMPLE_TASKS:
         from .predictions import PerSampleResults
 

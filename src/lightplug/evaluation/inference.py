@@ -8,7 +8,10 @@ CSV file, the index in a stacked ``.npy``), then
 - classification: ``label_1``, ``confidence_1`` ... ``label_k``, ``confidence_k`` (softmax probabilities);
 - regression: ``value`` (one output) or ``value_<name>`` per output, in the data's units
   (de-standardised with ``target_mean``/``target_std`` when the data standardised its targets);
-- segmentation: ``mask`` (a PNG of class indices written next to the CSV) and ``fraction_<class>``.
+- segmentation: ``mask`` (a PNG of class indices written next to the CSV) and ``fraction_<class>``;
+- detection (image files only): one row per box, ``file``, ``label``, ``score``, ``x1``, ``y1``, ``x2``, ``y2`` in
+  pixels of the original image; with ``draw`` a copy of each image with its boxes is written next to the CSV.
+  An ONNX file is post-processed in numpy when its plugin declared a raw output layout (``raw_output_format``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class Predictor:
         return None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def detect(self, batch: np.ndarray, settings: Any) -> list[dict[str, np.ndarray]]:
+        """Boxes, scores and labels per image (boxes in input pixels), after post-processing with ``settings``."""
         raise NotImplementedError
 
 
@@ -79,6 +86,14 @@ class TorchPredictor(Predictor):
                             "and segmentation models")
         return preds.float().numpy()
 
+    def detect(self, batch: np.ndarray, settings: Any) -> list[dict[str, np.ndarray]]:
+        import torch
+
+        with torch.inference_mode():
+            dets = self.plugin.postprocess(self.net(torch.from_numpy(batch)), None, settings)
+        return [{k: d[k].detach().cpu().numpy().astype(np.int64 if k == "labels" else np.float32) for k in ("boxes", "scores", "labels")}
+                for d in dets]
+
 
 class OnnxPredictor(Predictor):
     """An ONNX file exported by lightplug, run with onnxruntime (no torch, no lightning)."""
@@ -115,6 +130,16 @@ class OnnxPredictor(Predictor):
             pad = np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
             outs.append(np.asarray(self.session.run(None, {self.input_name: np.concatenate([chunk, pad])})[0])[: len(chunk)])
         return np.concatenate(outs)
+
+
+    def detect(self, batch: np.ndarray, settings: Any) -> list[dict[str, np.ndarray]]:
+        from .boxes import decode_raw
+
+        fmt = self.meta.get("raw_output_format")
+        if not fmt:
+            raise DataError("this ONNX file holds raw detector outputs in a layout lightplug does not know (its plugin declares no "
+                            "raw_output_format)", hint="predict with the checkpoint instead: lightplug predict ckpt=... input=...")
+        return decode_raw(self(batch), str(fmt), settings.conf, settings.iou, settings.max_det)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -177,12 +202,38 @@ def _batches(reader: InputReader, files: list[Path], batch_size: int, advance: A
         yield batch
 
 
+def _detection_rows(samples: list[Sample], dets: list[dict[str, np.ndarray]], image_size: int, names: list[str],
+                    draw_dir: Path | None) -> list[list[Any]]:
+    """One row per box, in pixels of each original image; with ``draw_dir`` a copy of each image with its boxes."""
+    rows: list[list[Any]] = []
+    for sample, det in zip(samples, dets):
+        width, height = sample.size or (image_size, image_size)
+        scale = np.asarray([width / image_size, height / image_size] * 2, dtype=np.float64)
+        boxes = np.clip(np.asarray(det["boxes"], dtype=np.float64).reshape(-1, 4) * scale, 0, [width, height, width, height])
+        for box, label, score in zip(boxes, det["labels"], det["scores"]):
+            name = names[int(label)] if 0 <= int(label) < len(names) else str(int(label))
+            rows.append([sample.file, name, f"{float(score):.4f}", *[f"{v:.1f}" for v in box]])
+        if draw_dir is not None:
+            from PIL import Image
+
+            from .detection_view import draw_boxes
+
+            draw_dir.mkdir(parents=True, exist_ok=True)
+            with Image.open(sample.file) as img:
+                draw_boxes(img, boxes, det["labels"], det["scores"], names).save(draw_dir / f"{Path(sample.file).stem}.png")
+    return rows
+
+
 def predict_files(predictor: Predictor, source: str | Path, output: str | Path, topk: int = 3, batch_size: int = 64,
-                  progress: bool = True) -> tuple[int, list[str], list[list[Any]]]:
+                  progress: bool = True, settings: Any = None, draw: bool = False) -> tuple[int, list[str], list[list[Any]]]:
     """Predict every sample of ``source`` (a file or a folder) and write the rows to ``output`` (CSV).
 
+    Args:
+        settings: detection only: a :class:`~lightplug.DetectionSettings` (``conf``, ``iou``, ``max_det``).
+        draw: detection only: also write each image with its boxes into ``<output stem>_boxes/``.
+
     Returns:
-        (number of predictions, one line per input that could not be read, the first rows written).
+        (number of predictions (detection: images), one line per input that could not be read, the first rows written).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -203,6 +254,22 @@ def predict_files(predictor: Predictor, source: str | Path, output: str | Path, 
         writer = csv.writer(f)
         job = bar.add_task("files", total=len(files))
         for samples in _batches(reader, files, batch_size, lambda: bar.advance(job)):
+            if task == "detection":
+                if columns is None:
+                    columns = ["file", "label", "score", "x1", "y1", "x2", "y2"]
+                    writer.writerow(columns)
+                not_images = [s for s in samples if s.size is None]
+                reader.problems += [f"{s.file}: not an image (detection models take image files)" for s in not_images]
+                samples = [s for s in samples if s.size is not None]
+                if not samples:
+                    continue
+                dets = predictor.detect(np.stack([s.values for s in samples]).astype(np.float32), settings)
+                rows = _detection_rows(samples, dets, int(shape[-1]), [str(n) for n in meta.get("label_names") or []],
+                                       out.with_name(f"{out.stem}_boxes") if draw else None)
+                writer.writerows(rows)
+                head += rows[: max(0, 20 - len(head))]
+                count += len(samples)
+                continue
             outputs = predictor(np.stack([s.values for s in samples]).astype(np.float32))
             if columns is None:
                 columns = _columns(task, meta, topk, int(outputs.shape[1]) if outputs.ndim > 1 else 1)

@@ -37,6 +37,8 @@ class Sample:
     file: str
     row: int
     values: np.ndarray
+    #: ``(width, height)`` of the source image (images only): detection maps boxes back to it.
+    size: tuple[int, int] | None = None
 
 
 def collect_files(path: str | Path) -> list[Path]:
@@ -161,7 +163,7 @@ class InputReader:
         if values.size != int(np.prod(self.shape)):
             self.problems.append(f"{file}: the image gives {values.size} values, but the model takes {tuple(self.shape)}")
             return
-        yield Sample(str(file), 0, values.reshape(self.shape))
+        yield Sample(str(file), 0, values.reshape(self.shape), image.size)
 
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the images the model was trained on (also for a flat layout)."""

@@ -87,7 +87,8 @@ def result_rows(task: str, parts: dict[str, torch.Tensor], ids: dict[int, str], 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write rows as CSV through a temporary file, so a reader never sees half a file."""
     columns = ["id", "index", "target", "prediction", "confidence", "loss", "correct", "epoch"]
-    columns += [k for k in (rows[0] if rows else {}) if k not in columns]
+    if rows:
+        columns = [c for c in columns if c in rows[0]] + [k for k in rows[0] if k not in columns] if "target" in rows[0] else list(rows[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
@@ -149,13 +150,17 @@ class PerSampleResults(L.Callback):
         if not trainer.is_global_zero or not gathered:
             return
         merged = {k: torch.cat([p[k] for p in gathered]) for k in gathered[0]}
-        meta = getattr(pl_module, "meta", {}) or {}
-        rows = result_rows(self.task, merged, sample_id_lookup(getattr(trainer, "datamodule", None)), list(meta.get("label_names") or []),
-                           dict(meta.get("preprocessing") or {}), trainer.current_epoch)
+        rows = self._rows(merged, trainer, pl_module)
         if improved:
             write_rows(self.out_dir / PREDICTIONS_FILE, rows)
         if self.every_epoch:
             write_rows(self.out_dir / "val_predictions" / f"epoch_{trainer.current_epoch:03d}.csv", rows)
+
+    def _rows(self, merged: dict[str, torch.Tensor], trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, Any]]:
+        """CSV rows from the whole validation's per-sample tensors."""
+        meta = getattr(pl_module, "meta", {}) or {}
+        return result_rows(self.task, merged, sample_id_lookup(getattr(trainer, "datamodule", None)), list(meta.get("label_names") or []),
+                           dict(meta.get("preprocessing") or {}), trainer.current_epoch)
 
     def _gather(self, trainer: L.Trainer) -> list[dict[str, torch.Tensor]]:
         """Every rank's batches (all ranks take part; under one process, this rank's)."""

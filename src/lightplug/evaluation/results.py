@@ -2,7 +2,7 @@
 
 Ranking: classification, the wrong predictions first, lowest confidence first (then the right ones,
 lowest confidence first); regression, the largest absolute error first; segmentation, the lowest
-image IoU first.
+image IoU first; detection, the lowest image AP50 first (then the most true boxes missed).
 
 Images come from the files themselves when the sample ids are paths (``image_folder``), otherwise from
 the data module rebuilt from the checkpoint's ``data`` section, de-normalised with its ``mean``/``std``.
@@ -51,6 +51,8 @@ def load_results(path: str | Path) -> tuple[Path, Path, list[dict[str, str]]]:
 
 def task_of(rows: list[dict[str, str]]) -> str:
     """The task the rows were written for, from their columns."""
+    if "ap50" in rows[0]:
+        return "detection"
     if "iou" in rows[0]:
         return "segmentation"
     if rows[0].get("correct", "") == "":
@@ -66,6 +68,8 @@ def rank_worst(rows: list[dict[str, str]], task: str, n: int) -> list[dict[str, 
             return r["correct"] == "True", float(r["confidence"])
         if task == "regression":
             return False, -float(r["confidence"])  # the absolute error
+        if task == "detection":  # lowest AP50 first, then the most true boxes missed
+            return False, float(r["ap50"]) - 1e-3 * (int(r["true_boxes"]) - int(r["matched"]))
         return False, float(r["iou"])
 
     return sorted(rows, key=badness)[:n]

@@ -188,6 +188,11 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
     ckpt = read_checkpoint(checkpoint)
     net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {checkpoint}")
     meta = ckpt["lightplug"]
+    if plugin is not None and hasattr(type(plugin), "overrides") and type(plugin).overrides("export_module"):  # e.g. a detector's raw head output only
+        try:
+            net = plugin.export_module(net).eval()
+        except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
+            raise ExportError(f"the export_module hook of model {meta['plugin']['name']!r} failed: {first_line(exc)}") from exc
     example, source = verify.example_input(meta, plugin, batch=2 if dynamic_batch else 1)
     if not dynamic_batch:
         example = example[:1]
@@ -203,6 +208,9 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
     except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
         raise ExportError(f"model {name!r} fails on its example input {list(example.shape)}: {first_line(exc)}") from exc
     file_meta = exporters.export_meta(meta, inp, outs, opset, dynamic_batch, str(checkpoint))
+    if getattr(plugin, "raw_output_format", None):  # predict post-processes this layout without torch
+        file_meta["raw_output_format"] = plugin.raw_output_format
+        file_meta["detection"] = dict((meta.get("config") or {}).get("detection") or {})
     report = ExportReport(
         checkpoint=str(checkpoint), plugin=dict(meta["plugin"]), task=meta.get("task", ""),
         input={**inp, "source": source, "export_batch": int(example.shape[0])},

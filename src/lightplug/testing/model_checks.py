@@ -79,7 +79,8 @@ def _size(net: Any) -> str:
 def example_input(plugin: Any, values: Mapping[str, Any], batch: int = BATCH) -> Any:
     """The plugin's ``example_input(cfg)`` when it has one, else a seeded random batch shaped by its fields:
     ``(batch, in_features)`` when it has ``in_features`` and no ``in_channels``, else
-    ``(batch, in_channels or 1, image_size or 8, image_size or 8)``."""
+    ``(batch, in_channels or 1, image_size or 8, image_size or 8)`` (images of detection and segmentation
+    models: 3 channels, detection: 32 pixels, unless the fields say otherwise)."""
     import torch
 
     if type(plugin).overrides("example_input"):
@@ -90,8 +91,9 @@ def example_input(plugin: Any, values: Mapping[str, Any], batch: int = BATCH) ->
     gen = torch.Generator().manual_seed(0)
     if "in_features" in values and "in_channels" not in values:
         return torch.randn(batch, int(values["in_features"]), generator=gen)
-    size = int(values.get("image_size") or 8)
-    return torch.randn(batch, int(values.get("in_channels") or 1), size, size, generator=gen)
+    size = int(values.get("image_size") or (32 if getattr(plugin, "task", "") == "detection" else 8))
+    channels = int(values.get("in_channels") or (3 if getattr(plugin, "task", "") in ("detection", "segmentation") else 1))
+    return torch.randn(batch, channels, size, size, generator=gen)
 
 
 def predictions(outputs: Any) -> Any:
@@ -148,7 +150,7 @@ def _shape_rule(task: str, values: Mapping[str, Any], x: Any, preds: Any) -> str
 
     batch = len(x)
     if task == "detection":
-        return "detection outputs have no fixed shape (not checked)"
+        return "detection: see postprocess"
     if not torch.is_tensor(preds):
         raise Fail(f"forward returned {type(preds).__name__}; a {task} model must return a tensor of predictions")
     shape = tuple(preds.shape)
@@ -179,6 +181,26 @@ def _shape_rule(task: str, values: Mapping[str, Any], x: Any, preds: Any) -> str
     return f"task {task}: shape not checked"
 
 
+def _detection_rule(plugin: Any, x: Any, outputs: Any) -> str:
+    """A detector's eval outputs must become one ``{"boxes", "scores", "labels"}`` dict per image through ``postprocess``."""
+    import torch
+
+    from ..errors import PluginError
+    from ..plugin import DetectionSettings
+    from ..tasks import check_detections
+
+    if not type(plugin).overrides("postprocess"):
+        raise Fail("a detection plugin must override postprocess(outputs, batch, settings) to turn outputs into boxes")
+    with torch.no_grad():
+        dets = plugin.postprocess(outputs, None, DetectionSettings())
+    try:
+        check_detections(dets, len(x), "the model")
+    except PluginError as exc:
+        raise Fail(exc.message) from None
+    boxes = sum(len(d["scores"]) for d in dets)
+    return f"postprocess -> {len(dets)} dicts of boxes/scores/labels ({boxes} boxes at conf 0.001)"
+
+
 def _forward(st: ModelState) -> str:
     import torch
 
@@ -190,7 +212,8 @@ def _forward(st: ModelState) -> str:
     if preds is None:
         raise Fail("forward(input) in eval mode returned only losses; it must return predictions")
     st.example, st.preds = x, preds  # the later checks can run even when the shape is wrong
-    rule = _shape_rule(st.loaded.task or "classification", st.values, x, preds)
+    task = st.loaded.task or "classification"
+    rule = _detection_rule(st.plugin, x, preds) if task == "detection" else _shape_rule(task, st.values, x, preds)
     bad = [t for t in _tensors(preds) if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise Fail("the outputs hold nan or inf")
@@ -210,8 +233,13 @@ def _targets(task: str, preds: Any, x: Any) -> Any:
         return torch.randn(tuple(preds.shape) if preds.ndim == 2 else (batch, 1), generator=gen)
     if task == "segmentation":
         return torch.randint(0, int(preds.shape[1]), (batch, *preds.shape[2:]), generator=gen)
-    h, w = (int(s) for s in x.shape[-2:])
-    return [{"boxes": torch.tensor([[0.0, 0.0, w / 2, h / 2]]), "labels": torch.tensor([1])} for _ in range(batch)]
+    h, w = (int(s) for s in x.shape[-2:])  # detection: 2 boxes in the first image, none in the last, 1 in the others
+    one = {"boxes": torch.tensor([[0.0, 0.0, w / 2, h / 2]]), "labels": torch.tensor([0])}
+    targets = [dict(one) for _ in range(batch)]
+    targets[0] = {"boxes": torch.tensor([[0.0, 0.0, w / 2, h / 2], [w / 4, h / 4, w - 1.0, h - 1.0]]), "labels": torch.tensor([0, 0])}
+    if batch > 1:
+        targets[-1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    return targets
 
 
 def _all_optimizers(obj: Any) -> list[Any]:
@@ -318,13 +346,22 @@ def _state_dict(st: ModelState) -> str:
     return f"{len(state)} tensors saved, loaded with weights_only=True into a fresh build; outputs identical"
 
 
+def _exported(st: ModelState) -> Any:
+    """The module export traces: the plugin's ``export_module(net)``; a detector without one is not exported."""
+    if type(st.plugin).overrides("export_module"):
+        return st.plugin.export_module(st.net).eval()
+    if (st.loaded.task or "") == "detection":
+        raise Skip("no export_module hook: a detector exports its raw head outputs through export_module(net)")
+    return st.net
+
+
 def _torchscript(st: ModelState) -> str:
     import torch
 
     _needs(st, "preds")
     if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
         raise Skip("this torch has no torch.jit")
-    net, x = st.net.eval(), st.example
+    net, x = _exported(st), st.example
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and tracer warnings, for this block only
         try:
@@ -356,7 +393,7 @@ def _onnx(st: ModelState) -> str:
     import onnx
     import onnxruntime as ort
 
-    net, x = st.net.eval(), st.example
+    net, x = _exported(st), st.example
     with torch.no_grad():
         outs = _tensors(net(x))
     names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
