@@ -57,3 +57,24 @@ def test_multirun_with_ddp_runs_each_job_with_its_own_ranks_in_its_own_folder(tm
         assert json.loads((job / "config.json").read_text())["model"]["hidden"] == hidden
         assert (job / "checkpoints" / "best.ckpt").is_file()
         assert json.loads((job / "summary.json").read_text())["best"] is not None
+
+
+@pytest.mark.slow
+def test_ddp_detection_map_covers_both_ranks(tmp_path: Path) -> None:
+    """mAP under DDP is computed over both ranks' images: the logged val/map_50 equals a one-process
+    evaluation of the same weights on the whole validation split (32 images: no sampler padding)."""
+    import csv
+
+    plugins = {"LIGHTPLUG_PLUGIN_PATH": str(Path(__file__).parent / "detection_plugins")}
+    data = ["data=shapes", "data.task=detection", "data.image_size=32", "data.num_samples=128", "data.val_fraction=0.25", "data.test_fraction=0"]
+    run = tmp_path / "ddp"
+    two = run_cli("train", "model=tiny_fcos", *data, "trainer.max_epochs=1", *DDP, *QUIET, f"hydra.run.dir={run}", cwd=tmp_path, env=plugins)
+    assert two.returncode == 0, two.stderr[-3000:]
+    logged = [float(r["val/map_50"]) for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/map_50")]
+    one = run_cli("test", f"ckpt={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path, env=plugins)
+    assert one.returncode == 0, one.stderr[-3000:]
+    report = json.loads((run / "checkpoints" / "test_metrics.json").read_text())
+    value = float(report["metrics"]["test/map_50"])
+    assert logged and value == pytest.approx(logged[-1], abs=1e-4), (value, logged)
+    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
+    assert len(rows) == 32 and len({r["index"] for r in rows}) == 32  # rank 0 wrote both ranks' images
