@@ -6,7 +6,6 @@ box and drawn copies, and a broken postprocess named before training. The tiny F
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from types import SimpleNamespace
 

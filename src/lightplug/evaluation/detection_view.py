@@ -81,7 +81,7 @@ def boxes_figure(images: list[np.ndarray], titles: list[str], trues: list[dict[s
     for k, (img, title, true, pred) in enumerate(zip(images, titles, trues, preds)):
         ax = fig.add_subplot(n_rows, per_row, k + 1)
         ax.imshow(img, interpolation="nearest")
-        for (x1, y1, x2, y2), label in zip(true["boxes"], true["labels"]):
+        for x1, y1, x2, y2 in true["boxes"]:
             ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=TRUE_COLOUR, linewidth=2))
         for (x1, y1, x2, y2), label, score in zip(pred["boxes"], pred["labels"], pred["scores"]):
             ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=PRED_COLOUR, linewidth=1.5, linestyle="--"))
