@@ -69,6 +69,20 @@ def test_map_summary_has_per_class_ap_and_curves() -> None:
     assert len(summary["precision50"][0]) == 101 and len(summary["recall"]) == 101
 
 
+def test_the_core_never_imports_a_detection_library() -> None:
+    """Ultralytics is AGPL-3.0 and heavy: only its plugin package may import it (listing is checked in test_registry)."""
+    import ast
+
+    import lightplug
+
+    offenders = []
+    for path in Path(lightplug.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("ultralytics", "lightplug_ultralytics")]
+    assert offenders == []
+
+
 # ------------------------------------------------------------------ data
 def _shapes_cfg(**kw: object) -> SimpleNamespace:
     base = dict(task="detection", num_samples=40, image_size=48, max_shapes=3, min_size=0.2, max_size=0.45, noise=0.05, seed=0,

@@ -29,7 +29,7 @@ def test_listing_imports_neither_torch_nor_any_plugin(site_env: tuple[Path, dict
     make_dist(site, "lp-spy", entry_points={"lightplug.models": {"spy": "lp_spy:Spy"}},
               modules={"lp_spy.py": "raise RuntimeError('imported during listing')\n"})
     code = ("import sys; from lightplug.cli.main import main; rc = main(['models']); "
-            "heavy = sorted(m for m in ('torch', 'lightning', 'lp_spy', 'lightplug_mlp') if m in sys.modules); "
+            "heavy = sorted(m for m in ('torch', 'lightning', 'torchvision', 'ultralytics', 'lp_spy', 'lightplug_mlp') if m in sys.modules); "
             "print('HEAVY', heavy); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, **env}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
