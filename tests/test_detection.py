@@ -6,6 +6,7 @@ box and drawn copies, and a broken postprocess named before training. The tiny F
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -196,3 +197,52 @@ def test_a_postprocess_that_returns_no_boxes_fails_before_training(tmp_path: Pat
 def test_detection_settings_are_validated_before_torch() -> None:
     r = run_cli("train", "model=tiny_fcos", "data=shapes", "data.task=detection", "detection.iou=0", "detection.conf=1.5", env=ENV)
     assert r.returncode == 2 and "detection.iou=0" in r.stderr and "detection.conf=1.5" in r.stderr
+
+
+@pytest.mark.slow
+def test_yolo_onnx_predict_gives_the_checkpoints_boxes_without_torch(tmp_path: Path) -> None:
+    """The YOLO plugin exports its raw head; `predict model=FILE.onnx` decodes it in numpy (no torch, no
+    ultralytics) and finds the same boxes as the checkpoint: same labels, corners within 1 pixel."""
+    from PIL import Image
+
+    from lightplug.data.shapes_data import generate_shapes
+
+    run = tmp_path / "run"
+    r = run_cli("train", "model=yolo", "data=shapes", "data.task=detection", "data.image_size=64", "data.num_samples=256", "trainer.max_epochs=2",
+                "export.formats=[onnx]", "export.benchmark=false", f"hydra.run.dir={run}", *QUIET)
+    assert r.returncode == 0, r.stderr[-3000:]
+    onnx_file = run / "export" / "best.onnx"
+    assert onnx_file.is_file()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, s in enumerate(generate_shapes(4, 64, seed=11)):
+        img = Image.fromarray((s.image * 255).astype(np.uint8))
+        (img if i % 2 else img.resize((96, 80))).save(folder / f"img{i}.png")
+    common = [f"input={folder}", "conf=0.003", "max_det=30"]  # a 2-epoch model is not confident yet
+    torch_rows = run_cli("predict", f"run={run}", *common, f"output={tmp_path / 'ckpt.csv'}")
+    assert torch_rows.returncode == 0, torch_rows.stderr[-2000:]
+    code = ("import sys, runpy; sys.argv = ['lightplug', 'predict', " + ", ".join(repr(a) for a in [f"model={onnx_file}", *common,
+            f"output={tmp_path / 'onnx.csv'}"]) + "]\n"
+            "from lightplug.cli.main import main\nrc = main(sys.argv[1:])\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'lightning', 'ultralytics') if m in sys.modules)); sys.exit(rc)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout
+
+    def boxes(path: Path) -> dict[str, list[tuple[str, float, np.ndarray]]]:
+        found: dict[str, list[tuple[str, float, np.ndarray]]] = {}
+        for row in csv.DictReader(path.open()):
+            found.setdefault(row["file"], []).append((row["label"], float(row["score"]), np.array([float(row[k]) for k in ("x1", "y1", "x2", "y2")])))
+        return found
+
+    a, b = boxes(tmp_path / "ckpt.csv"), boxes(tmp_path / "onnx.csv")
+    assert sum(len(v) for v in a.values()) >= 4, "the model found too few boxes to compare"
+    for mine, theirs in ((a, b), (b, a)):
+        for file, rows in mine.items():
+            for label, score, box in rows[:20]:  # a box ranked near max_det=30 may fall on either side of it
+                if score < 0.004:  # and so may a box this close to conf
+                    continue
+                assert any(lab == label and np.abs(box - other).max() <= 1.0 for lab, _, other in theirs.get(file, [])), (file, label, score, box)
