@@ -33,7 +33,8 @@ def build_model(name_or_path: str, **overrides: Any) -> Any:
 
     Args:
         name_or_path: a plugin name, ``dist:name``, or ``package.module:Class``.
-        **overrides: field values, checked against the plugin's schema (all problems reported at once).
+        **overrides: field values, checked against the plugin's schema and its ``check`` hook (all problems
+            reported at once).
 
     Example:
         >>> net = lightplug.build_model("mlp", hidden=32)  # doctest: +SKIP
@@ -45,6 +46,10 @@ def build_model(name_or_path: str, **overrides: Any) -> Any:
     if problems:
         raise ConfigError("invalid model settings", problems=problems)
     plugin = loaded.instantiate(values)
+    if hasattr(type(plugin), "check"):  # the plugin's own cross-field rules, as `lightplug train` applies them
+        problems = [str(p) for p in plugin.check(plugin.cfg) or []]
+        if problems:
+            raise ConfigError("invalid model settings", problems=problems)
     return plugin.build(plugin.cfg)
 
 
