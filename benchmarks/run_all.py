@@ -2,7 +2,8 @@
 
 Sections, in order: framework overhead (``overhead.py``), the core's overhead fixes before/after
 (``attribution.py``), start-up (``startup.py``), data loading (``data_loading.py``), export speed
-(``export_speed.py``) and GPU throughput (``gpu_throughput.py``). The file starts with the machine (CPU
+(``export_speed.py``), GPU throughput (``gpu_throughput.py``) and detection (``detection.py``: YOLO's time to
+quality, FCOS in the same time, YOLO's step time against a raw loop). The file starts with the machine (CPU
 model, cores, memory, load average at the start and end and around each section), the versions, and a
 summary of the headline figures.
 
@@ -25,12 +26,13 @@ from typing import Any
 
 from _common import HERE, Section, load_average, machine_info, md_table, versions
 
-SECTIONS = ("overhead", "attribution", "startup", "data", "export", "gpu")
+SECTIONS = ("overhead", "attribution", "startup", "data", "export", "gpu", "detection")
 
 
 def _runners(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Callable[[], Section]]:
     import attribution
     import data_loading
+    import detection
     import export_speed
     import gpu_throughput
     import overhead
@@ -47,6 +49,7 @@ def _runners(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Calla
         "data": lambda: data_loading.run_benchmark(args.quick, threads=args.threads),
         "export": lambda: export_speed.run_benchmark(args.quick, threads=args.export_threads),
         "gpu": lambda: gpu_throughput.run_benchmark(args.quick),
+        "detection": lambda: detection.run_benchmark(args.quick, threads=args.threads),
     }
 
 
@@ -135,6 +138,19 @@ def _summary(state: dict[str, Any]) -> str:
                          f"{median(res['raw']):.0f} with a raw loop.")
         else:
             lines.append("- GPU: no GPU available on this machine; not measured.")
+    det = state.get("detection")
+    if det:
+        from detection import TARGET_MAP50, TARGET_SECONDS
+
+        y, f, st = det["yolo"], det["fcos"], det["steps"]
+        reached = (f"{TARGET_MAP50} first reached by epoch {y['target_epoch']}'s validation, "
+                   + (f"{y['target_reached_at']:.0f} s after the start" if y["target_reached_at"] is not None else "time unknown")
+                   if y["target_epoch"] is not None else f"never reached {TARGET_MAP50}")
+        fcos = f"{f['best_map_50']:.3f}" if f["best_map_50"] is not None else "no validation finished"
+        lines.append(f"- Detection (`{y['command']}`): best val/map_50 {y['best_map_50']:.3f}, the command took {y['wall']:.0f} s ({reached}); "
+                     f"target >= {TARGET_MAP50} in under {TARGET_SECONDS / 60:.0f} min: {'met' if y['met'] else '**not met**'}. FCOS (torchvision "
+                     f"plugin) in the same time: best val/map_50 {fcos}. YOLO per-step time of `lightplug train` x{st['per_step_ratio']:.3f} of a "
+                     f"raw PyTorch loop (CPU time x{st['per_step_cpu_ratio']:.3f}).")
     return "## Summary\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 

@@ -20,6 +20,7 @@ SECTIONS = [
     "## Data loading: workers",
     "## Export speed: ONNX and TorchScript vs eager",
     "## GPU throughput: timm ResNet-50, bf16",
+    "## Detection: time to quality and step time (YOLO, FCOS)",
 ]
 
 
@@ -38,3 +39,4 @@ def test_quick_benchmark_run_writes_every_section(tmp_path: Path) -> None:
     assert "| CPU |" in text and "load average (1/5/15 min) at the start" in text
     assert "lightplug --help" in text and "lightplug models" in text
     assert "no GPU available on this machine; not measured" in text or "Device: **" in text
+    assert "### 1. Time to quality: YOLO (yolov8n)" in text and "### 3. Step time:" in text

@@ -18,6 +18,7 @@ class TrainerRules:
     max_epochs: Annotated[int, Param(ge=-1, help="epochs to train (-1: no limit, use max_steps)")] = 10
     max_steps: Annotated[int, Param(ge=-1, help="steps to train (-1: no limit)")] = -1
     min_epochs: Annotated[Optional[int], Param(ge=0, help="train at least this many epochs")] = None
+    max_time: Annotated[Optional[str], Param(help="stop after this much wall time, DD:HH:MM:SS (e.g. 00:00:03:00)")] = None
     accelerator: Annotated[str, Param(help="cpu, gpu, mps, auto")] = "auto"
     devices: Annotated[str, Param(help="number of devices, a list, or auto")] = "auto"
     strategy: Annotated[str, Param(help="auto, ddp, ddp_spawn, fsdp, deepspeed")] = "auto"
