@@ -261,6 +261,18 @@ def test_runs_view_reads_the_run_folders(client: TestClient, outputs: Path) -> N
     assert cmp["params"] == [{"key": "model.width", "values": [16, 32]}]
 
 
+def test_a_detection_run_shows_its_pr_curve_and_lowest_ap50_first(client: TestClient, outputs: Path) -> None:
+    run = _fake_run(outputs, "12-00-00", width=16, best=0.7)
+    (run / "confusion_matrix.png").unlink()
+    (run / "pr_curve.png").write_bytes(b"\x89PNG")
+    (run / "val_predictions.csv").write_text("id,index,true_boxes,pred_boxes,matched,ap50,epoch\n"
+                                            "a,0,2,2,2,1.0000,1\nb,1,3,1,1,0.3300,1\nc,2,1,0,0,0.0000,1\n")
+    page = client.get("/api/run", params={"id": "2026-01-02/12-00-00"}).json()
+    assert page["pr_curve"] == "2026-01-02/12-00-00/pr_curve.png" and page["confusion_matrix"] is None
+    assert [row[0] for row in page["worst"]["rows"]] == ["c", "b", "a"]
+    assert (page["worst"]["sorted_by"], page["worst"]["order"]) == ("ap50", "lowest")
+
+
 def test_launch_stop_and_resume(client: TestClient, outputs: Path) -> None:
     overrides = ["model=mlp", "model.hidden=8", "trainer.max_epochs=3"]
     started = client.post("/api/runs", json={"overrides": overrides})

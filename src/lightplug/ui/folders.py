@@ -226,11 +226,16 @@ def _worst(run_dir: Path, limit: int = 12) -> dict[str, Any] | None:
     except (OSError, csv.Error, UnicodeDecodeError):
         return None
     key = next((k for k in ("loss", "abs_error", "error", "squared_error") if k in columns), None)
-    if key:
+    order = "largest"
+    if "ap50" in columns:  # detection: the images with the lowest AP50 are the worst
+        key, order = "ap50", "lowest"
+        rows.sort(key=lambda r: _float(r.get("ap50")) if _float(r.get("ap50")) is not None else 1.0)
+    elif key:
         rows.sort(key=lambda r: _float(r.get(key)) or 0.0, reverse=True)
     elif "correct" in columns:
         rows.sort(key=lambda r: str(r.get("correct")).lower() == "true")
-    return {"columns": columns, "rows": [[r.get(c, "") for c in columns] for r in rows[:limit]], "sorted_by": key, "total": len(rows)}
+    return {"columns": columns, "rows": [[r.get(c, "") for c in columns] for r in rows[:limit]], "sorted_by": key, "order": order,
+            "total": len(rows)}
 
 
 def _files(outputs: Path, run_dir: Path, limit: int = 300) -> list[dict[str, Any]]:
@@ -245,7 +250,7 @@ def _files(outputs: Path, run_dir: Path, limit: int = 300) -> list[dict[str, Any
 
 def details(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any] | None) -> dict[str, Any]:
     """Everything the run page shows: the summary line, config, final metrics, command, console tail,
-    confusion matrix, worst predictions, export report and downloadable files."""
+    confusion matrix or precision-recall curve, worst predictions, export report and downloadable files."""
     launch = read_launch(run_dir)
     metrics = read_metrics(run_dir)
     out = summarize(outputs, run_dir, job, row, metrics)
@@ -258,6 +263,7 @@ def details(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any] |
         overrides=launch.get("overrides") or (row or {}).get("overrides") or [],
         log=_tail(run_dir / "console.log") or _tail(run_dir / "train.log"),
         confusion_matrix=run_id(outputs, run_dir / "confusion_matrix.png") if (run_dir / "confusion_matrix.png").is_file() else None,
+        pr_curve=run_id(outputs, run_dir / "pr_curve.png") if (run_dir / "pr_curve.png").is_file() else None,
         worst=_worst(run_dir),
         export_report=_json(report_file) or None,
         files=_files(outputs, run_dir),

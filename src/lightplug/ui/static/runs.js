@@ -111,9 +111,13 @@ function results(box, run) {
     parts.push(el("div", { class: "result" }, el("h3", {}, "Confusion matrix"),
       el("img", { id: "confusion-matrix", src: fileUrl(run.confusion_matrix), alt: "confusion matrix of the best epoch" })));
   }
+  if (run.pr_curve) {
+    parts.push(el("div", { class: "result" }, el("h3", {}, "Precision-recall at IoU 0.5"),
+      el("img", { id: "pr-curve", src: fileUrl(run.pr_curve), alt: "precision-recall curve of each class, best epoch" })));
+  }
   if (run.worst && run.worst.rows.length) {
     parts.push(el("div", { class: "result" }, el("h3", {}, "Worst predictions"),
-      el("p", { class: "small" }, `${run.worst.rows.length} of ${run.worst.total} validation samples${run.worst.sorted_by ? `, largest ${run.worst.sorted_by} first` : ""}`),
+      el("p", { class: "small" }, `${run.worst.rows.length} of ${run.worst.total} validation samples${run.worst.sorted_by ? `, ${run.worst.order || "largest"} ${run.worst.sorted_by} first` : ""}`),
       table(run.worst.columns, run.worst.rows, { id: "worst" })));
   }
   if (run.export_report) parts.push(el("div", { class: "result" }, el("h3", {}, "Export"), exportReport(run.export_report)));
