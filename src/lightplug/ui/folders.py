@@ -225,11 +225,16 @@ def _worst(run_dir: Path, limit: int = 12) -> dict[str, Any] | None:
             columns = list(reader.fieldnames or [])
     except (OSError, csv.Error, UnicodeDecodeError):
         return None
-    key = next((k for k in ("loss", "abs_error", "error", "squared_error") if k in columns), None)
+    key: str | None = next((k for k in ("loss", "abs_error", "error", "squared_error") if k in columns), None)
     order = "largest"
     if "ap50" in columns:  # detection: the images with the lowest AP50 are the worst
+
+        def ap50(r: dict[str, Any]) -> float:
+            value = _float(r.get("ap50"))
+            return 1.0 if value is None else value
+
         key, order = "ap50", "lowest"
-        rows.sort(key=lambda r: _float(r.get("ap50")) if _float(r.get("ap50")) is not None else 1.0)
+        rows.sort(key=ap50)
     elif key:
         rows.sort(key=lambda r: _float(r.get(key)) or 0.0, reverse=True)
     elif "correct" in columns:
