@@ -246,3 +246,24 @@ def test_yolo_onnx_predict_gives_the_checkpoints_boxes_without_torch(tmp_path: P
                 if score < 0.004:  # and so may a box this close to conf
                     continue
                 assert any(lab == label and np.abs(box - other).max() <= 1.0 for lab, _, other in theirs.get(file, [])), (file, label, score, box)
+
+
+@pytest.mark.slow
+def test_export_of_a_detector_without_export_module_says_what_is_missing(trained: Path) -> None:
+    r = run_cli("export", f"run={trained}", "format=onnx", env=ENV)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "without an export_module hook" in r.stderr and "Traceback" not in r.stderr
+    assert not list((trained / "checkpoints").glob("*.onnx"))
+
+
+def test_export_takes_a_run_folder_as_test_and_predict_do(tmp_path: Path) -> None:
+    from lightplug.cli.export import parse_args
+    from lightplug.errors import CheckpointError
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert parse_args([f"run={tmp_path}"])["ckpt"] == str(tmp_path / "checkpoints" / "best.ckpt")
+    assert parse_args([f"run={tmp_path}", "ckpt=last"])["ckpt"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="no such run folder"):
+        parse_args([f"run={tmp_path / 'nope'}"])

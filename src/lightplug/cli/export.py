@@ -15,14 +15,15 @@ from ..errors import ConfigError
 
 __all__ = ["main", "parse_args", "USAGE"]
 
-USAGE = """usage: lightplug export ckpt=PATH [format=onnx|torchscript|onnx,torchscript] [key=value ...]
+USAGE = """usage: lightplug export ckpt=PATH|run=RUN_DIR [format=onnx|torchscript|onnx,torchscript] [key=value ...]
 
 Export a checkpoint written by `lightplug train` to ONNX and/or TorchScript. Every file is verified
 (onnx.checker; onnxruntime and the reloaded TorchScript module against eager PyTorch on seeded random
 inputs, batch sizes 1 and 7) and timed against eager PyTorch (latency at batch 1, throughput at batch 32).
 
 keys:
-  ckpt=PATH            the checkpoint (best.ckpt or last.ckpt of a run)                  required
+  ckpt=PATH            the checkpoint (best.ckpt or last.ckpt of a run)                  required (or run=)
+  run=RUN_DIR          a run folder: its checkpoints/best.ckpt (ckpt=last: last.ckpt)
   format=F[,F]         onnx, torchscript or both                                        default: onnx
   output=FILE          the file to write (several formats: its suffix is replaced)     default: next to ckpt
   opset=N              ONNX opset (7..25)                                               default: 17
@@ -71,7 +72,7 @@ def _formats(text: str) -> list[str]:
     return names
 
 
-_KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
+_KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "run": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
                                           "atol": _positive(float), "rtol": _positive(float), "benchmark": _bool,
                                           "bench_seconds": _positive(float), "seed": int}
 _RULES = {"format": "choose from onnx, torchscript; several: format=onnx,torchscript", "opset": "an integer from 7 to 25",
@@ -103,10 +104,14 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         except ValueError as exc:
             rule = _RULES.get(key)
             problems.append(f"{key}={text}: {str(exc).splitlines()[0]}" + (f" ({rule})" if rule else ""))
-    if not opts.get("ckpt"):
-        problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`)")
+    if not opts.get("ckpt") and not opts.get("run"):
+        problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`, or run=RUN_DIR)")
     if problems:
         raise ConfigError(problems[0], problems=problems)
+    if opts.get("run"):  # run=RUN_DIR [ckpt=best|last], as test and predict take it
+        from ..evaluation.options import resolve_checkpoint
+
+        opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run"), "ckpt": opts.get("ckpt") or ""}, "export"))
     return opts
 
 

@@ -188,7 +188,12 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
     ckpt = read_checkpoint(checkpoint)
     net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {checkpoint}")
     meta = ckpt["lightplug"]
-    if plugin is not None and hasattr(type(plugin), "overrides") and type(plugin).overrides("export_module"):  # e.g. a detector's raw head output only
+    overrides = getattr(type(plugin), "overrides", None) if plugin is not None else None
+    if meta.get("task") == "detection" and not (overrides and overrides("export_module")):
+        raise ExportError(f"model {meta['plugin']['name']!r} is a detector without an export_module hook, so lightplug does not know which "
+                          "of its outputs to export", hint="give the plugin export_module(net) returning a module with one raw output "
+                          "tensor (see docs/detection.md), or predict with the checkpoint")
+    if overrides and overrides("export_module"):  # e.g. a detector's raw head output only
         try:
             net = plugin.export_module(net).eval()
         except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
