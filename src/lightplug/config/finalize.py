@@ -138,7 +138,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     resolved = _plain(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     resolved.pop("hydra", None)
 
-    problems += check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
+    model_problems = check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
+    problems += model_problems
     problems += _callback_plugins(registry, resolved)
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
@@ -148,7 +149,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
                         f"(choose data for {task}, see `lightplug data`)")
-    if not problems:
+    if not model_problems:  # the plugin's own rules, reported with the other sections' problems
         problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
     if problems:
         raise ConfigError("invalid config", problems=problems)
