@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DataError
 from .detection_config import AnnotationProblem, DetectionRecord, apply_on_bad
 
-__all__ = ["BOX_SLOP", "CocoData", "cached_load", "image_size_of", "load_coco_json", "coco_categories", "read_coco", "coco_splits",
+__all__ = ["BOX_SLOP", "CocoData", "cached_load", "given_file", "image_size_of", "load_coco_json", "coco_categories", "read_coco", "coco_splits",
            "coco_datamodule", "expand_norm", "seeded_split"]
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,25 @@ def image_size_of(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def given_file(path: str | None, key: str, what: str, unset_hint: str, folder_hint: str) -> Path:
+    """The file a config key names, or one DataError saying it is unset, a folder, or missing.
+
+    Args:
+        path: the value as the user gave it.
+        key: the config key (``data.annotations``), for messages.
+        what: what the file should be (``a COCO JSON file``).
+        unset_hint, folder_hint: how to fix an unset key, or a folder given instead of the file.
+    """
+    if path in ("", "???", None):
+        raise DataError(f"{key} is not set", hint=unset_hint)
+    p = Path(str(path)).expanduser()
+    if p.is_dir():
+        raise DataError(f"{key}={path}: is a folder, not {what}", hint=folder_hint)
+    if not p.is_file():
+        raise DataError(f"{key}={path}: no such file", hint="relative paths start at the folder you run lightplug in")
+    return p
+
+
 def expand_norm(values: list[float], key: str) -> list[float]:
     """Per-channel mean/std: one value for all 3 channels, or 3 values."""
     if len(values) == 1:
@@ -93,13 +112,8 @@ def load_coco_json(path: str, key: str = "data.annotations") -> dict[str, Any]:
     Raises:
         DataError: unset, missing, not JSON, or without ``images`` and ``categories`` lists.
     """
-    if path in ("", "???", None):
-        raise DataError(f"{key} is not set", hint=f"give the COCO JSON file: data=coco {key}=FILE.json")
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise DataError(f"{key}={path}: is a folder, not a COCO JSON file", hint=f"give the .json file the labelling tool exported: {key}=FILE.json")
-    if not p.is_file():
-        raise DataError(f"{key}={path}: no such file", hint="relative paths start at the folder you run lightplug in")
+    p = given_file(path, key, "a COCO JSON file", f"give the COCO JSON file: data=coco {key}=FILE.json",
+                   f"give the .json file the labelling tool exported: {key}=FILE.json")
     try:
         data = cached_load(p, "coco", _parse_json)
     except json.JSONDecodeError as exc:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .coco import BOX_SLOP, cached_load, expand_norm, image_size_of, seeded_split
+from .coco import BOX_SLOP, cached_load, expand_norm, given_file, image_size_of, seeded_split
 from .detection_config import AnnotationProblem, DetectionRecord, apply_on_bad
 from .plugins import IMAGE_SUFFIXES
 
@@ -54,13 +54,8 @@ def load_yolo_yaml(path: str, key: str = "data.yaml") -> dict[str, Any]:
     """
     import yaml
 
-    if path in ("", "???", None):
-        raise DataError(f"{key} is not set", hint=f"give the dataset's YAML file: data=yolo {key}=FILE.yaml")
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise DataError(f"{key}={path}: is a folder, not a data YAML file", hint=f"give the YAML file that names train, val and names: {key}=FILE.yaml")
-    if not p.is_file():
-        raise DataError(f"{key}={path}: no such file", hint="relative paths start at the folder you run lightplug in")
+    p = given_file(path, key, "a data YAML file", f"give the dataset's YAML file: data=yolo {key}=FILE.yaml",
+                   f"give the YAML file that names train, val and names: {key}=FILE.yaml")
     try:
         data = cached_load(p, "yolo", _parse_yaml)
     except yaml.YAMLError as exc:
