@@ -16,6 +16,7 @@ from typing import Any
 from ..registry import LoadedPlugin
 from .check import Fail, Skip, config_values, missing_values, run_check, schema_check
 from .report import CheckReport, CheckResult
+from .task_rules import detection_rule, shape_rule, targets
 
 __all__ = ["BATCH", "ModelState", "planned_model_checks", "run_model_checks", "example_input", "predictions"]
 
@@ -144,63 +145,6 @@ def _build_preset(st: ModelState, preset: str) -> str:
     return f"{changed} -> {type(net).__name__}, {_size(net)}{base}"
 
 
-def _shape_rule(task: str, values: Mapping[str, Any], x: Any, preds: Any) -> str:
-    """Check the predictions' shape against what the task needs; return the rule it satisfies."""
-    import torch
-
-    batch = len(x)
-    if task == "detection":
-        return "detection: see postprocess"
-    if not torch.is_tensor(preds):
-        raise Fail(f"forward returned {type(preds).__name__}; a {task} model must return a tensor of predictions")
-    shape = tuple(preds.shape)
-    if task == "classification":
-        n = values.get("num_classes")
-        if n is None:
-            if preds.ndim != 2 or shape[0] != batch:
-                raise Fail(f"output {shape}, but classification needs (batch={batch}, num_classes)")
-            return f"(batch, classes={shape[1]}); no num_classes field, so the data must have {shape[1]} classes"
-        if shape != (batch, n):
-            raise Fail(f"output {shape}, but classification needs (batch, num_classes) = {(batch, n)}")
-        return f"(batch, num_classes={n})"
-    if task == "regression":
-        k = values.get("num_outputs")
-        if k is None:
-            if preds.ndim not in (1, 2) or shape[0] != batch:
-                raise Fail(f"output {shape}, but regression needs (batch, num_outputs) or (batch,)")
-            return "(batch, outputs); no num_outputs field"
-        if shape != (batch, k) and not (k == 1 and shape == (batch,)):
-            raise Fail(f"output {shape}, but regression needs (batch, num_outputs) = {(batch, k)}" + (f" or {(batch,)}" if k == 1 else ""))
-        return f"(batch, num_outputs={k})"
-    if task == "segmentation":
-        n = values.get("num_classes") or (shape[1] if preds.ndim == 4 else None)
-        want = (batch, n, *tuple(x.shape[-2:]))
-        if shape != want:
-            raise Fail(f"output {shape}, but segmentation needs (batch, num_classes, H, W) = {want}")
-        return f"(batch, num_classes={n}, H, W)"
-    return f"task {task}: shape not checked"
-
-
-def _detection_rule(plugin: Any, x: Any, outputs: Any) -> str:
-    """A detector's eval outputs must become one ``{"boxes", "scores", "labels"}`` dict per image through ``postprocess``."""
-    import torch
-
-    from ..errors import PluginError
-    from ..plugin import DetectionSettings
-    from ..tasks import check_detections
-
-    if not type(plugin).overrides("postprocess"):
-        raise Fail("a detection plugin must override postprocess(outputs, batch, settings) to turn outputs into boxes")
-    with torch.no_grad():
-        dets = plugin.postprocess(outputs, None, DetectionSettings())
-    try:
-        check_detections(dets, len(x), "the model")
-    except PluginError as exc:
-        raise Fail(exc.message) from None
-    boxes = sum(len(d["scores"]) for d in dets)
-    return f"postprocess -> {len(dets)} dicts of boxes/scores/labels ({boxes} boxes at conf 0.001)"
-
-
 def _forward(st: ModelState) -> str:
     import torch
 
@@ -213,33 +157,12 @@ def _forward(st: ModelState) -> str:
         raise Fail("forward(input) in eval mode returned only losses; it must return predictions")
     st.example, st.preds = x, preds  # the later checks can run even when the shape is wrong
     task = st.loaded.task or "classification"
-    rule = _detection_rule(st.plugin, x, preds) if task == "detection" else _shape_rule(task, st.values, x, preds)
+    rule = detection_rule(st.plugin, x, preds) if task == "detection" else shape_rule(task, st.values, x, preds)
     bad = [t for t in _tensors(preds) if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise Fail("the outputs hold nan or inf")
     out = tuple(preds.shape) if torch.is_tensor(preds) else type(preds).__name__
     return f"input {tuple(x.shape)} -> output {out} = {rule}"
-
-
-def _targets(task: str, preds: Any, x: Any) -> Any:
-    """Random targets that fit the predictions, as the task's data would give them."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    batch = len(x)
-    if task == "classification":
-        return torch.randint(0, int(preds.shape[1]), (batch,), generator=gen)
-    if task == "regression":
-        return torch.randn(tuple(preds.shape) if preds.ndim == 2 else (batch, 1), generator=gen)
-    if task == "segmentation":
-        return torch.randint(0, int(preds.shape[1]), (batch, *preds.shape[2:]), generator=gen)
-    h, w = (int(s) for s in x.shape[-2:])  # detection: 2 boxes in the first image, none in the last, 1 in the others
-    one = {"boxes": torch.tensor([[0.0, 0.0, w / 2, h / 2]]), "labels": torch.tensor([0])}
-    targets = [dict(one) for _ in range(batch)]
-    targets[0] = {"boxes": torch.tensor([[0.0, 0.0, w / 2, h / 2], [w / 4, h / 4, w - 1.0, h - 1.0]]), "labels": torch.tensor([0, 0])}
-    if batch > 1:
-        targets[-1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    return targets
 
 
 def _all_optimizers(obj: Any) -> list[Any]:
@@ -287,7 +210,7 @@ def _backward(st: ModelState) -> str:
              "num_outputs": int(preds.shape[1]) if torch.is_tensor(preds) and preds.ndim == 2 else 1}
     module = PluginModule(net, plugin, {"facts": facts, "loss": {}}, {"task": task})
     module.train()
-    batch = {"input": x, "target": _targets(task, preds, x), "index": torch.arange(len(x))}
+    batch = {"input": x, "target": targets(task, preds, x), "index": torch.arange(len(x))}
     optimizers = _optimizers(plugin, net)
     names = " + ".join(type(o).__name__ for o in optimizers)
     for opt in optimizers:
