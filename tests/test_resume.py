@@ -6,6 +6,7 @@ Dropout and shuffling make every generator matter; the comparison is tensor by t
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shlex
 import signal
@@ -30,7 +31,10 @@ class Run:
         self.cwd, self.run = cwd, run
         self.log = cwd / f"{run.name}-{time.monotonic_ns()}"
         self.stdout, self.stderr = open(f"{self.log}.out", "w"), open(f"{self.log}.err", "w")  # noqa: SIM115
-        cmd = [sys.executable, "-m", "lightplug", "train", *(BASE if base is None else base), f"hydra.run.dir={run}", *extra]
+        args = [*(BASE if base is None else base), *extra]
+        if not any(a.startswith("hydra.run.dir=") for a in args):
+            args.append(f"hydra.run.dir={run}")
+        cmd = [sys.executable, "-m", "lightplug", "train", *args]
         self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.stdout, stderr=self.stderr, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
     def wait(self, timeout: float = TIMEOUT) -> int:
@@ -148,7 +152,17 @@ def test_sigkill_then_resume_last_matches_the_run_left_alone(reference: Run, tmp
     assert b.wait() == -signal.SIGKILL
     killed_at = checkpoint_epoch(last)
     assert killed_at is not None and 2 <= killed_at < 4
-    resumed = Run(tmp_path, b.run, "resume=last")  # last: this run folder's checkpoints/last.ckpt
+    # the killed process wrote no end: the runs index shows it as crashed, with the command that resumes it
+    listed = subprocess.run([sys.executable, "-m", "lightplug", "runs", "--db", str(tmp_path / "runs.db")], capture_output=True, text=True)
+    assert listed.returncode == 0 and "crashed" in listed.stdout and "running" not in listed.stdout, listed.stdout + listed.stderr
+    shown = subprocess.run([sys.executable, "-m", "lightplug", "runs", "show", "1", "--json", "--db", str(tmp_path / "runs.db")],
+                           capture_output=True, text=True)
+    row = json.loads(shown.stdout)
+    assert row["status"] == "crashed" and f"pid {b.proc.pid}" in row["error"]
+    command = row["error"].split("resume with: ", 1)[1]
+    assert f"resume={last.resolve()}" in command and f"hydra.run.dir={b.run.resolve()}" in command
+    assert shlex.split(command)[:2] == ["lightplug", "train"]
+    resumed = Run(tmp_path, b.run, base=shlex.split(command)[2:])  # the printed command, as a user pastes it
     assert resumed.wait() == 0, resumed.err[-3000:]
     a = _finished(reference)
     assert checkpoint_epoch(a / "checkpoints" / "last.ckpt") == 4, "last.ckpt must be refreshed after every epoch, improved or not"

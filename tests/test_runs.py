@@ -1,5 +1,5 @@
 """The runs index (runs.db) and `lightplug runs`: where runs are recorded, what a record holds at the start
-and at the end (completed, failed, interrupted), rank 0 only, concurrent writers losing no row, and the
+and at the end (completed, failed, interrupted; crashed when the process died without a word), rank 0 only, concurrent writers losing no row, and the
 list / show / compare commands (which never import torch)."""
 
 from __future__ import annotations
@@ -121,6 +121,49 @@ def test_unwritable_database_never_stops_the_run(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("LIGHTPLUG_RUNS_DB", str(blocker / "runs.db"))  # its folder is a file
     assert record_run(lambda run, out: 0.5)(_run_config(), tmp_path / "run") == 0.5
     assert "not recorded" in caplog.text
+
+
+# ---------------------------------------------------------------- a process that died without recording its end
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_run_whose_process_is_gone_is_read_as_crashed_with_the_resume_command(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.db")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    dead = store.start(run_dir, pid=_dead_pid(), overrides=["model=mlp", "seed=3"])
+    alive = store.start(tmp_path / "other")  # this process: still running
+    rows = {r["id"]: r for r in store.list_runs()}
+    assert rows[alive]["status"] == "running" and rows[alive]["error"] is None
+    assert rows[dead]["status"] == "crashed" and rows[dead]["ended"] is None
+    assert "ended without recording an end" in rows[dead]["error"]
+    assert rows[dead]["error"].endswith(f"resume with: lightplug train model=mlp seed=3 resume={run_dir}/checkpoints/last.ckpt hydra.run.dir={run_dir}")
+    assert [r["id"] for r in store.list_runs(status="running")] == [alive]
+    assert [r["id"] for r in store.list_runs(status="crashed")] == [dead]
+    with sqlite3.connect(store.path) as con:  # recorded once, not only shown
+        assert con.execute("SELECT status FROM runs WHERE id = ?", (dead,)).fetchone() == ("crashed",)
+
+
+def test_pid_reused_by_a_newer_process_is_not_the_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.db")
+    # this process's pid, but the row says the run started an hour before this process did
+    run_id = store.start(tmp_path / "run", started="2000-01-01T00:00:00+00:00")
+    row = store.get(run_id)
+    assert row is not None and row["status"] == "crashed"
+    assert "resume with" not in row["error"]  # no last.ckpt to resume from
+
+
+def test_run_of_another_host_and_a_finished_run_are_left_alone(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.db")
+    other = store.start(tmp_path / "a", host="another-machine", pid=_dead_pid())
+    done = store.start(tmp_path / "b", pid=_dead_pid())
+    store.finish(done, "completed", best=0.5)
+    assert {r["id"]: r["status"] for r in store.list_runs()} == {other: "running", done: "completed"}
 
 
 # ---------------------------------------------------------------- concurrency

@@ -1,7 +1,10 @@
 """The runs index: every training run recorded in a local SQLite database, ``runs.db``, next to the outputs.
 
 A run is written twice: as ``running`` when it starts (rank 0 only) and once more when it ends, as
-``completed``, ``failed`` (with the first line of the error) or ``interrupted``. Each write is one
+``completed``, ``failed`` (with the first line of the error) or ``interrupted``. A process killed with
+SIGKILL (or by the out-of-memory killer, or a power cut) writes no end: the next reader on the same host
+sees that the recorded process is gone (or its pid now belongs to a newer process) and records the run as
+``crashed``, with the command that resumes it when a ``last.ckpt`` was left. Each write is one
 short transaction on a database in WAL mode with a busy timeout, so the jobs of a parallel multirun,
 or any number of ``lightplug train`` processes, can record into the same file without losing a row.
 
@@ -34,14 +37,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["RunStore", "STATUSES", "db_path", "default_db_path", "record_run", "flatten", "ENV_DB"]
+__all__ = ["RunStore", "STATUSES", "db_path", "default_db_path", "record_run", "flatten", "process_alive", "ENV_DB"]
 
 log = logging.getLogger("lightplug")
 
 #: Environment variable that names the database (``off``, ``none`` or empty: record nothing).
 ENV_DB = "LIGHTPLUG_RUNS_DB"
-#: The states of a run.
-STATUSES = ("running", "completed", "failed", "interrupted")
+#: The states of a run (``crashed``: the process ended without recording an end, see :func:`process_alive`).
+STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
 #: Seconds a writer waits for another one's lock before giving up.
 BUSY_TIMEOUT = 30.0
 _SCHEMA_VERSION = 1
@@ -52,7 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir TEXT NOT NULL,
     started TEXT NOT NULL,          -- ISO 8601, local time with offset
     ended TEXT,
-    status TEXT NOT NULL,           -- running | completed | failed | interrupted
+    status TEXT NOT NULL,           -- running | completed | failed | interrupted | crashed
     model TEXT,
     plugin_dist TEXT,
     plugin_version TEXT,
@@ -108,6 +111,57 @@ def db_path(run_dir: str | os.PathLike[str]) -> Path | None:
 
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc on Linux; None elsewhere or when unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the parenthesised command name
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def process_alive(pid: int | None, started: str | None = None) -> bool:
+    """Whether the process ``pid`` of this host still runs and, given the ISO time ``started`` the run recorded, is
+    the same process (a pid reused by a process that started after the run is not).
+
+    Example:
+        >>> process_alive(os.getpid())
+        True
+    """
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    except OSError:
+        return False
+    if started:
+        began = _process_start(pid)
+        try:
+            recorded = datetime.fromisoformat(started).timestamp()
+        except ValueError:
+            return True
+        if began is not None and began > recorded + 5.0:  # the row was written after its process started
+            return False
+    return True
+
+
+def _crash_note(row: dict[str, Any]) -> str:
+    """The error recorded for a run whose process vanished: what happened and how to go on."""
+    note = f"the process (pid {row.get('pid')}) ended without recording an end: killed (SIGKILL), out of memory, or the machine stopped"
+    last = Path(str(row.get("run_dir") or "")) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        from ._resume_command import resume_command
+
+        note += f"; resume with: {resume_command(last, row['run_dir'], _decode(dict(row)).get('overrides') or [])}"
+    return note
 
 
 class RunStore:
@@ -184,6 +238,28 @@ class RunStore:
         with self._connect(write=True) as con:
             con.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?", [*row.values(), run_id])
 
+    def mark_crashed(self) -> int:
+        """Record as ``crashed`` the ``running`` runs of this host whose process is gone; return how many.
+
+        Readers call it, so ``lightplug runs``, the UI and :meth:`list_runs` never show a dead run as running.
+        A database that cannot be written (read-only file) is left as it is.
+        """
+        host = socket.gethostname()
+        with self._connect(write=False) as con:
+            running = [dict(r) for r in con.execute("SELECT id, run_dir, pid, started, overrides FROM runs WHERE status = 'running' AND host = ?",
+                                                    (host,))]
+        dead = [r for r in running if not process_alive(r["pid"], r["started"])]
+        if not dead:
+            return 0
+        try:
+            with self._connect(write=True) as con:
+                for r in dead:  # only if still running: a writer that finished meanwhile wins
+                    con.execute("UPDATE runs SET status = 'crashed', error = ? WHERE id = ? AND status = 'running'", (_crash_note(r), r["id"]))
+        except sqlite3.Error as exc:
+            log.debug("could not record crashed runs in %s: %s", self.path, exc)
+            return 0
+        return len(dead)
+
     # ------------------------------------------------------------ reading
     def list_runs(self, model: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs, oldest first (the newest ``limit`` when given), optionally of one model and one status."""
@@ -194,6 +270,7 @@ class RunStore:
         if status:
             where.append("status = ?")
             args.append(status)
+        self.mark_crashed()
         sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
@@ -203,6 +280,7 @@ class RunStore:
 
     def get(self, run_id: int) -> dict[str, Any] | None:
         """One run by id, or None."""
+        self.mark_crashed()
         with self._connect(write=False) as con:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
         return _decode(dict(row)) if row is not None else None

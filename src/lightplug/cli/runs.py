@@ -23,7 +23,7 @@ from ..runs import ENV_DB, STATUSES, RunStore, flatten
 
 __all__ = ["main"]
 
-_STYLE = {"running": "yellow", "completed": "green", "failed": "red", "interrupted": "magenta"}
+_STYLE = {"running": "yellow", "completed": "green", "failed": "red", "interrupted": "magenta", "crashed": "red"}
 _DEFAULT_DBS = ("outputs/runs.db", "multirun/runs.db")
 
 
