@@ -41,12 +41,15 @@ def checkpoint_file_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def read_checkpoint(path: str | os.PathLike[str], label: str | None = None) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str], label: str | None = None, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint file without running any code stored in it (``weights_only=True``).
 
     Args:
         path: the ``.ckpt`` file, or ``store:NAME[/vN]`` (a published model, see :mod:`lightplug.store`).
         label: how messages name it (default ``checkpoint PATH``; ``resume=PATH`` from the CLI).
+        mmap: map the tensors instead of reading them (``torch.load(mmap=True)``): the metadata and the
+            shapes cost milliseconds whatever the file's size, and a tensor's bytes are read only when used.
+            For checks; lightplug writes checkpoints by atomic rename, so a mapped file is never changed.
 
     Raises:
         CheckpointError: missing, empty, truncated, unsafe (needs pickled code), malformed or not a
@@ -67,7 +70,12 @@ def read_checkpoint(path: str | os.PathLike[str], label: str | None = None) -> d
     if problem:
         raise CheckpointError(f"{name}: {problem}")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not mmap or "mmap" not in str(exc):  # mmap needs the zip format; older files are read whole
+                raise
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = re.search(r"GLOBAL ([\w.]+)", text)

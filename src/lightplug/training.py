@@ -112,10 +112,10 @@ def _resume_path(resume: str | None, run_dir: Path) -> str | None:
     return resume
 
 
-def _read(path: str, label: str) -> dict[str, Any]:
+def _read(path: str, label: str, mmap: bool = False) -> dict[str, Any]:
     from .checkpoint import read_checkpoint
 
-    return read_checkpoint(path, label=label)
+    return read_checkpoint(path, label=label, mmap=mmap)
 
 
 def _check_same_run(ckpt: dict[str, Any], run: RunConfig, label: str) -> None:
@@ -141,10 +141,10 @@ def check_checkpoint_settings(run: RunConfig) -> None:
     """
     cfg = run.cfg
     if cfg.get("init_from"):
-        _read(cfg["init_from"], f"init_from={cfg['init_from']}")
+        _read(cfg["init_from"], f"init_from={cfg['init_from']}", mmap=True)
     if cfg.get("resume") and cfg["resume"] != "last":
         label = f"resume={cfg['resume']}"
-        _check_same_run(_read(cfg["resume"], label), run, label)
+        _check_same_run(_read(cfg["resume"], label, mmap=True), run, label)
 
 
 def _check_fits(module: Any, ckpt: dict[str, Any], run: RunConfig, label: str, resuming: bool) -> None:
@@ -186,7 +186,7 @@ def _check_resume(module: Any, path: str, run: RunConfig, out: Path) -> list[dic
     import csv
 
     label = f"resume={path}"
-    ckpt = _read(path, label)
+    ckpt = _read(path, label, mmap=True)  # shapes and metadata only: Lightning's fit reads the file for real
     _check_fits(module, ckpt, run, label, resuming=True)
     file = out / "metrics.csv"
     if not file.is_file():
