@@ -87,6 +87,35 @@ def test_second_sigint_stops_at_once_and_every_checkpoint_still_loads(tmp_path: 
     assert last in _all_checkpoints_load(run)
 
 
+_SLOW_SHUTDOWN = """
+import atexit, sys, time
+from lightplug.cli import main as cli
+from lightplug.errors import Interrupted
+
+def train(rest):
+    raise Interrupted("training stopped by SIGINT at epoch 0, step 3; checkpoint saved: last.ckpt", signal_number=2)
+
+cli._load = lambda target: train
+atexit.register(lambda: (print("shutting down", file=sys.stderr, flush=True), time.sleep(60)))  # a logger flushing, say
+sys.exit(cli.main(["train"]))
+"""
+
+
+@pytest.mark.parametrize("again", [signal.SIGINT, signal.SIGTERM])
+def test_another_signal_while_an_interrupted_run_shuts_down_exits_at_once_without_a_traceback(tmp_path: Path, again: int) -> None:
+    err = tmp_path / "err"
+    with open(err, "wb") as f_err:
+        proc = subprocess.Popen([sys.executable, "-c", _SLOW_SHUTDOWN], stderr=f_err, stdout=subprocess.DEVNULL)
+    _wait_until(proc, lambda: "shutting down" in err.read_text(), err, timeout=60)
+    started = time.monotonic()
+    proc.send_signal(again)
+    assert proc.wait(timeout=30) == 130  # the interrupted run's own code, whichever signal came second
+    assert time.monotonic() - started < 10
+    text = err.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert text.splitlines()[0] == "error: training stopped by SIGINT at epoch 0, step 3; checkpoint saved: last.ckpt"
+
+
 KILL_ARGS = ["model=mlp", "model.hidden=1024", "+trainer.limit_train_batches=0.15", "+trainer.limit_val_batches=0.2", "trainer.num_sanity_val_steps=0",
              "logger=none"]
 

@@ -51,6 +51,27 @@ def _load(target: str) -> Callable[[list[str]], int]:
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
+def _exit_at_once_on_another_signal(code: int) -> None:
+    """After an interrupt the process only has to exit. A further Ctrl-C or SIGTERM while it shuts down
+    (loggers flushing, finalizers running) ends it at once with ``code``, instead of raising KeyboardInterrupt
+    inside a finalizer, which Python reports with a traceback."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a stream in the middle of a write: exit anyway
+                pass
+        os._exit(code)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread (lightplug.cli.main.main called from a thread)
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightplug`` command; returns (and exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -75,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _load(_COMMANDS[command][0])(rest)
     except LightplugError as exc:
+        if isinstance(exc, Interrupted):
+            _exit_at_once_on_another_signal(exc.exit_code)
         if debug:
             traceback.print_exc()
         if not (isinstance(exc, Interrupted) and os.environ.get("LOCAL_RANK", "0") != "0"):  # rank 0 tells how to resume
             print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        _exit_at_once_on_another_signal(130)
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
