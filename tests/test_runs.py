@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -136,11 +137,12 @@ def test_run_whose_process_is_gone_is_read_as_crashed_with_the_resume_command(tm
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    os.utime(run_dir / "checkpoints" / "last.ckpt", (1_900_000_000, 1_900_000_000))  # its last write: the run's end
     dead = store.start(run_dir, pid=_dead_pid(), overrides=["model=mlp", "seed=3"])
     alive = store.start(tmp_path / "other")  # this process: still running
     rows = {r["id"]: r for r in store.list_runs()}
-    assert rows[alive]["status"] == "running" and rows[alive]["error"] is None
-    assert rows[dead]["status"] == "crashed" and rows[dead]["ended"] is None
+    assert rows[alive]["status"] == "running" and rows[alive]["error"] is None and rows[alive]["ended"] is None
+    assert rows[dead]["status"] == "crashed" and datetime.fromisoformat(rows[dead]["ended"]).timestamp() == 1_900_000_000
     assert "ended without recording an end" in rows[dead]["error"]
     assert rows[dead]["error"].endswith(f"resume with: lightplug train model=mlp seed=3 resume={run_dir}/checkpoints/last.ckpt hydra.run.dir={run_dir}")
     assert [r["id"] for r in store.list_runs(status="running")] == [alive]
@@ -151,11 +153,11 @@ def test_run_whose_process_is_gone_is_read_as_crashed_with_the_resume_command(tm
 
 def test_pid_reused_by_a_newer_process_is_not_the_run(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.db")
-    # this process's pid, but the row says the run started an hour before this process did
+    # this process's pid, but the row says its run started long before this process did
     run_id = store.start(tmp_path / "run", started="2000-01-01T00:00:00+00:00")
     row = store.get(run_id)
     assert row is not None and row["status"] == "crashed"
-    assert "resume with" not in row["error"]  # no last.ckpt to resume from
+    assert "resume with" not in row["error"] and row["ended"] is None  # no last.ckpt to resume from, no file to date its end
 
 
 def test_run_of_another_host_and_a_finished_run_are_left_alone(tmp_path: Path) -> None:

@@ -153,6 +153,15 @@ def process_alive(pid: int | None, started: str | None = None) -> bool:
     return True
 
 
+def _last_sign_of_life(run_dir: str | None) -> str | None:
+    """When a run that died last wrote into its folder (its log, metrics or checkpoints), as the run's end."""
+    if not run_dir:
+        return None
+    folder = Path(run_dir)
+    stamps = [p.stat().st_mtime for d in (folder, folder / "checkpoints") if d.is_dir() for p in d.iterdir() if p.is_file()]
+    return datetime.fromtimestamp(max(stamps)).astimezone().isoformat(timespec="seconds") if stamps else None
+
+
 def _crash_note(row: dict[str, Any]) -> str:
     """The error recorded for a run whose process vanished: what happened and how to go on."""
     note = f"the process (pid {row.get('pid')}) ended without recording an end: killed (SIGKILL), out of memory, or the machine stopped"
@@ -241,6 +250,8 @@ class RunStore:
     def mark_crashed(self) -> int:
         """Record as ``crashed`` the ``running`` runs of this host whose process is gone; return how many.
 
+        The run's ``ended`` becomes the last time it wrote a file in its folder (none: unknown).
+
         Readers call it, so ``lightplug runs``, the UI and :meth:`list_runs` never show a dead run as running.
         A database that cannot be written (read-only file) is left as it is.
         """
@@ -254,7 +265,8 @@ class RunStore:
         try:
             with self._connect(write=True) as con:
                 for r in dead:  # only if still running: a writer that finished meanwhile wins
-                    con.execute("UPDATE runs SET status = 'crashed', error = ? WHERE id = ? AND status = 'running'", (_crash_note(r), r["id"]))
+                    con.execute("UPDATE runs SET status = 'crashed', error = ?, ended = ? WHERE id = ? AND status = 'running'",
+                                (_crash_note(r), _last_sign_of_life(r["run_dir"]), r["id"]))
         except sqlite3.Error as exc:
             log.debug("could not record crashed runs in %s: %s", self.path, exc)
             return 0
