@@ -287,8 +287,6 @@ def test_training_exports_the_best_checkpoint_and_survives_a_failing_format(env:
     assert rep["settings"]["benchmark"] is False and rep["formats"]["torchscript"]["timing"] is None
 
 
-
-
 @pytest.mark.slow
 def test_onnx_without_the_export_extra_fails_that_format_only(mlp_ckpt: Path, env: dict[str, str], tmp_path: Path) -> None:
     shim = tmp_path / "shim"
@@ -301,3 +299,4 @@ def test_onnx_without_the_export_extra_fails_that_format_only(mlp_ckpt: Path, en
     assert res.stderr.strip() == ("error: export to onnx failed: needs the packages onnx and onnxruntime "
                                   "(onnxruntime is missing; pip install 'lightplug[export]')")
     assert (tmp_path / "out" / "m.pt").is_file() and not out.exists()
+    assert f"torchscript: {tmp_path / 'out' / 'm.pt'}" in res.stdout and "onnx: None" not in res.stdout  # a failed format has no path

@@ -157,8 +157,9 @@ class ExportReport:
                 console = Console(width=max(console.width, 160))
         console.print(self.table())
         for res in self.formats.values():
-            if not res.ok and failures:
-                console.print(f"[red]{res.format} failed[/]: {(res.error or '').removeprefix(res.format + ': ')}", highlight=False)
+            if not res.ok:  # a failed format has no file to show
+                if failures:
+                    console.print(f"[red]{res.format} failed[/]: {(res.error or '').removeprefix(res.format + ': ')}", highlight=False)
             elif paths:
                 console.print(f"{res.format}: {res.path}", highlight=False)
         if paths and self.report_path:
