@@ -457,7 +457,8 @@ def test_cli_lists_bad_coco_annotations_and_exits_2(tmp_path: Path, stub_env: di
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "7 bad annotation(s)" in errors[0], out.stderr
     for line in _coco_lines(broken, folder):
-        assert line in out.stderr, (line, out.stderr)
+        assert f"\n  {line}" in out.stderr, (line, out.stderr)  # each on its own line
+    assert out.stderr.rstrip().splitlines()[-1] == "fix them, or train on the rest with data.on_bad=skip"  # on its own line: it is about all of them
 
 
 @pytest.mark.slow

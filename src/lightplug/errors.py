@@ -21,7 +21,11 @@ class LightplugError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        if "\n" in self.message:  # a list of problems: the hint is about all of them, not the last line
+            return f"{self.message}\n{self.hint}"
+        return f"{self.message} ({self.hint})"
 
 
 class ConfigError(LightplugError):
