@@ -214,3 +214,23 @@ def test_regression_predictions_are_de_standardised(tmp_path: Path) -> None:
     pre = net.lightplug_meta["preprocessing"]
     expected = net(torch.as_tensor(data.data[:4], dtype=torch.float32)).detach()[:, 0] * pre["target_std"][0] + pre["target_mean"][0]
     assert [float(r["value"]) for r in rows] == pytest.approx(expected.tolist(), rel=1e-4)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["input=no/such/folder"], "error: input=no/such/folder: no such file or folder"),
+    (["input=.", "conf=2", "max_det=0"], "error: 2 problems in the config:"),
+    (["input=.", "draw=maybe"], "error: draw=maybe: expected true or false"),
+])
+def test_bad_arguments_are_refused_before_the_model_is_loaded(tmp_path: Path, args: list[str], message: str) -> None:
+    """The checkpoint is garbage: an error about the arguments shows it was never opened (and torch never imported)."""
+    garbage = tmp_path / "model.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    probe = ("import runpy, sys; sys.argv = ['lightplug', 'predict', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('lightplug', run_name='__main__')\n"
+             "finally:\n    print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", probe, f"ckpt={garbage}", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines()[0] == message and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.rstrip().endswith("torch not imported"), res.stderr
+    if "conf=2" in args:
+        assert "  conf=2: expected a number from 0 to 1" in res.stderr and "  max_det=0: expected a whole number of at least 1" in res.stderr

@@ -83,14 +83,17 @@ def main(args: list[str]) -> int:
     opts = parse_options(args, _OPTIONS, "lightplug predict")
     if not opts.get("input"):
         raise ConfigError("no input given", hint="add input=FILE_OR_DIR (images, .npy or .csv files)")
+    if not Path(opts["input"]).exists():  # before the model is loaded: a typo costs no wait
+        raise DataError(f"input={opts['input']}: no such file or folder")
     topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
+    given = _detection_values(opts)
     output = Path(opts.get("output") or "preds.csv")
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
     predictor = _predictor(opts)
 
     from ..evaluation.inference import predict_files
 
-    settings, draw = _detection_options(opts, predictor.meta)
+    settings, draw = _detection_options(given, predictor.meta)
     count, problems, head = predict_files(predictor, opts["input"], output, topk=topk, batch_size=batch_size, progress=progress,
                                           settings=settings, draw=draw)
     for line in problems:
@@ -103,32 +106,42 @@ def main(args: list[str]) -> int:
     return 0
 
 
-def _detection_options(opts: dict[str, str], meta: dict[str, Any]) -> tuple[Any, bool]:
-    """``conf``, ``iou``, ``max_det`` and ``draw`` of a detection model (defaults: conf 0.25, the rest as in training)."""
-    keys = ("conf", "iou", "max_det", "draw")
+_DETECTION_KEYS = ("conf", "iou", "max_det", "draw")
+
+
+def _detection_values(opts: dict[str, str]) -> dict[str, Any]:
+    """The detection options given on the command line, type- and range-checked (no model needed)."""
+    problems: list[str] = []
+    given: dict[str, Any] = {}
+    for key in (k for k in _DETECTION_KEYS if k in opts):
+        value = parse_value(opts[key])
+        if key == "draw":
+            ok = isinstance(value, bool)
+            rule = "true or false"
+        elif key == "max_det":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            rule = "a whole number of at least 1"
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+            rule = "a number from 0 to 1"
+        if ok:
+            given[key] = value
+        else:
+            problems.append(f"{key}={opts[key]}: expected {rule}" + ("" if key == "draw" else f" ({_OPTIONS[key]})"))
+    if problems:
+        raise ConfigError("invalid arguments of lightplug predict", problems=problems)
+    return given
+
+
+def _detection_options(given: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, bool]:
+    """The settings of a detection model: ``given`` over conf 0.25 and the run's own iou and max_det."""
     if meta.get("task") != "detection":
-        given = [k for k in keys if k in opts]
         if given:
-            raise ConfigError(f"{given[0]}=: only for detection models (this model's task is {meta.get('task')})")
+            raise ConfigError(f"{next(iter(given))}=: only for detection models (this model's task is {meta.get('task')})")
         return None, False
     from ..plugin import DetectionSettings
 
-    trained = dict((meta.get("config") or {}).get("detection") or meta.get("detection") or {})
-    problems = []
-
-    def number(key: str, default: float, whole: bool = False) -> Any:
-        value = parse_value(opts[key]) if key in opts else default
-        ok = not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
-        if not ok or (whole and value < 1) or (not whole and not 0 <= value <= 1):
-            problems.append(f"{key}={opts.get(key)}: expected {'a whole number of at least 1' if whole else 'a number from 0 to 1'} ({_OPTIONS[key]})")
-            return default
-        return value
-
-    settings = DetectionSettings(conf=float(number("conf", 0.25)), iou=float(number("iou", float(trained.get("iou", 0.6)))),
-                                 max_det=int(number("max_det", int(trained.get("max_det", 100)), whole=True)))
-    draw = parse_value(opts.get("draw", "false"))
-    if not isinstance(draw, bool):
-        problems.append(f"draw={opts.get('draw')}: expected true or false")
-    if problems:
-        raise ConfigError("invalid arguments of lightplug predict", problems=problems)
-    return settings, bool(draw)
+    trained: dict[str, Any] = dict((meta.get("config") or {}).get("detection") or meta.get("detection") or {})
+    settings = DetectionSettings(conf=float(given.get("conf", 0.25)), iou=float(given.get("iou", trained.get("iou", 0.6))),
+                                 max_det=int(given.get("max_det", trained.get("max_det", 100))))
+    return settings, bool(given.get("draw", False))
