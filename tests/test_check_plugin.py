@@ -49,6 +49,21 @@ class Good(nn.Module):
         return self.fc(x.flatten(1))
 '''
 
+# Traces at one batch size, but its graph depends on the batch size (as a head that caches by input shape does):
+# `lightplug export format=torchscript` checks the trace at batch 1 and 7 and refuses it, so check-plugin must too.
+BATCH_BRANCH = '''
+from torch import nn
+
+class BatchBranch(nn.Module):
+    """Scales the logits of single samples: a Python branch on the batch size."""
+    def __init__(self, in_features: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        return out * 2.0 if x.shape[0] == 1 else out
+'''
+
 PLUGINS = '''
 import lightning as L
 import torch
@@ -92,6 +107,7 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "broken.py").write_text(BROKEN)
     (tmp_path / "plugins" / "good.py").write_text(GOOD)
+    (tmp_path / "plugins" / "batch_branch.py").write_text(BATCH_BRANCH)
     site = make_dist(tmp_path / "site", "lp-kit-extras", modules={"lp_kit_extras.py": PLUGINS},
                      entry_points={"lightplug.datamodules": {"tuples": "lp_kit_extras:Tuples"},
                                    "lightplug.callbacks": {"counting": "lp_kit_extras:Counting", "not_a_callback": "lp_kit_extras:NotACallback"}})
@@ -132,6 +148,15 @@ def test_cli_fails_a_broken_plugin_with_exit_1_and_a_reason_per_check(plugin_dir
     assert "no trainable parameters" in reason["backward"]
     assert "other outputs" in reason["state_dict"]
     assert lines[-1] == "model broken: 5 passed, 3 failed, 0 skipped"
+
+
+def test_torchscript_check_traces_as_export_does_and_refuses_a_graph_that_depends_on_the_batch(plugin_dir: Path) -> None:
+    report = check_plugin("batch_branch", registry=Registry())
+    assert [r.name for r in report.failures] == ["torchscript"], [(r.name, r.reason) for r in report.failures]
+    assert report["torchscript"].reason.startswith("the trace differs between inputs"), report["torchscript"].reason
+    assert report["onnx"].passed  # ONNX is traced once, with a dynamic batch axis, and checked at two batch sizes
+    good = check_plugin("good", registry=Registry())
+    assert good["torchscript"].reason.startswith("torch.jit.trace, checked at batch 4 and 1 and 7, saved and reloaded")
 
 
 @pytest.mark.slow

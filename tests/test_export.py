@@ -116,7 +116,7 @@ def test_bad_export_arguments_are_all_reported_with_exit_code_2(tmp_path: Path) 
 def test_missing_checkpoint_is_one_error_line(tmp_path: Path) -> None:
     res = run_cli("export", "ckpt=nope.ckpt", "format=onnx", cwd=tmp_path)
     assert res.returncode == 2
-    assert res.stderr.strip() == "error: checkpoint nope.ckpt: no such file"
+    assert res.stderr.strip() == "error: ckpt=nope.ckpt: no such checkpoint file"  # the words of test and predict
 
 
 def test_formats_and_target_paths() -> None:

@@ -103,15 +103,18 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             opts[key] = _KEYS[key](text.strip())
         except ValueError as exc:
             rule = _RULES.get(key)
-            problems.append(f"{key}={text}: {str(exc).splitlines()[0]}" + (f" ({rule})" if rule else ""))
+            reason = str(exc).splitlines()[0]
+            if reason.startswith(("invalid literal", "could not convert")):  # int('abc'), float('x'): say what was expected
+                reason = "not a number"
+            problems.append(f"{key}={text}: {reason}" + (f" ({rule})" if rule else ""))
     if not opts.get("ckpt") and not opts.get("run"):
         problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`, or run=RUN_DIR)")
     if problems:
         raise ConfigError(problems[0], problems=problems)
-    if opts.get("run"):  # run=RUN_DIR [ckpt=best|last], as test and predict take it
-        from ..evaluation.options import resolve_checkpoint
+    from ..evaluation.options import resolve_checkpoint
 
-        opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run"), "ckpt": opts.get("ckpt") or ""}, "export"))
+    # ckpt=PATH, or run=RUN_DIR [ckpt=best|last] as test and predict take them; a missing file is refused before torch loads
+    opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run", None) or "", "ckpt": opts.get("ckpt") or ""}, "export"))
     return opts
 
 

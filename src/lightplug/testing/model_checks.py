@@ -279,30 +279,36 @@ def _exported(st: ModelState) -> Any:
 
 
 def _torchscript(st: ModelState) -> str:
+    """What ``lightplug export format=torchscript`` does: trace, check the trace on other batch sizes, save with
+    the metadata, reload; so a plugin that passes here exports there."""
+    import tempfile
+    from pathlib import Path
+
     import torch
+
+    from ..export import DYNAMIC_BATCHES, ExportError, exporters
+    from ..export.verify import random_inputs
 
     _needs(st, "preds")
     if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
         raise Skip("this torch has no torch.jit")
-    net, x = _exported(st), st.example
-    with warnings.catch_warnings():
+    x = st.example
+    net = exporters.prepare(_exported(st), x)
+    others = [t for _, t in random_inputs(x, DYNAMIC_BATCHES, per_batch=1)]
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and tracer warnings, for this block only
+        path = Path(folder) / "model.pt"
         try:
-            compiled, how = torch.jit.trace(net, x, strict=False, check_trace=False), "torch.jit.trace"
-        except Exception as trace_exc:  # noqa: BLE001
-            try:
-                compiled, how = torch.jit.script(net), "torch.jit.script"
-            except Exception as script_exc:  # noqa: BLE001
-                raise Fail(f"torch.jit.trace failed ({_first_line(trace_exc)}); torch.jit.script failed too ({_first_line(script_exc)})") from None
-        buf = io.BytesIO()
-        torch.jit.save(compiled, buf)
-        buf.seek(0)
-        reloaded = torch.jit.load(buf)
+            exporters.write_torchscript(net, x, path, others, {})
+        except ExportError as exc:
+            raise Fail(str(exc).removeprefix("torchscript: ")) from None
+        reloaded = torch.jit.load(str(path))
         with torch.no_grad():
-            diff = _max_diff(predictions(net(x)), predictions(reloaded(x)))
+            diff = max(_max_diff(predictions(net(t)), predictions(reloaded(t))) for t in (x, *others))
     if not diff <= _ATOL:
-        raise Fail(f"{how}: the saved TorchScript module's outputs differ from eager by {diff:.3g} (atol {_ATOL:g})")
-    return f"{how}, saved and reloaded; outputs match eager (max difference {diff:.2g})"
+        raise Fail(f"the saved TorchScript module's outputs differ from eager by {diff:.3g} (atol {_ATOL:g})")
+    batches = " and ".join(str(len(t)) for t in (x, *others))
+    return f"torch.jit.trace, checked at batch {batches}, saved and reloaded; outputs match eager (max difference {diff:.2g})"
 
 
 def _onnx(st: ModelState) -> str:

@@ -50,14 +50,28 @@ class YoloNet(nn.Module):
 
 
 class YoloExport(nn.Module):
-    """What ONNX/TorchScript export traces: ``forward(x)`` returns only ``y`` (``B x (4 + nc) x N``)."""
+    """What ONNX/TorchScript export traces: ``forward(x)`` returns only ``y`` (``B x (4 + nc) x N``).
+
+    Ultralytics' head caches its anchors by the feature map's shape, batch included: a trace at a new batch size
+    computes them in the graph, a trace at the cached one holds them as constants, so two traces differ and
+    ``torch.jit.trace``'s check fails. Here the head is ``dynamic`` while it is traced: every trace computes the
+    anchors from its input, the same graph at every batch size.
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
+        head = self.net.model.model[-1]
+        dynamic = getattr(head, "dynamic", None)
+        if dynamic is not None:
+            head.dynamic = True
+        try:
+            out = self.net(x)
+        finally:
+            if dynamic is not None:
+                head.dynamic = dynamic
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
