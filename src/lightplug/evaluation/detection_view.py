@@ -68,7 +68,8 @@ def _name(label: int, names: list[str]) -> str:
 
 def boxes_figure(images: list[np.ndarray], titles: list[str], trues: list[dict[str, np.ndarray]], preds: list[dict[str, np.ndarray]],
                  label_names: list[str], path: Path) -> None:
-    """Save a grid of images with their true (green) and predicted (red, dashed, with class and score) boxes."""
+    """Save a grid of images with their true (green, with class, below the box) and predicted (red, dashed, with
+    class and score, above the box) boxes: a right box with the wrong class shows both names."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -81,8 +82,10 @@ def boxes_figure(images: list[np.ndarray], titles: list[str], trues: list[dict[s
     for k, (img, title, true, pred) in enumerate(zip(images, titles, trues, preds)):
         ax = fig.add_subplot(n_rows, per_row, k + 1)
         ax.imshow(img, interpolation="nearest")
-        for x1, y1, x2, y2 in true["boxes"]:
+        for (x1, y1, x2, y2), label in zip(true["boxes"], true["labels"]):
             ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=TRUE_COLOUR, linewidth=2))
+            ax.text(x1, y2 + 1, _name(int(label), label_names), color="white", fontsize=6, va="top",
+                    bbox={"facecolor": TRUE_COLOUR, "alpha": 0.8, "pad": 1, "linewidth": 0})
         for (x1, y1, x2, y2), label, score in zip(pred["boxes"], pred["labels"], pred["scores"]):
             ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=PRED_COLOUR, linewidth=1.5, linestyle="--"))
             ax.text(x1, y1 - 1, f"{_name(int(label), label_names)} {score:.2f}", color="white", fontsize=6, va="bottom",
