@@ -37,6 +37,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._liveness import crash_note, last_sign_of_life, process_alive
+
 __all__ = ["RunStore", "STATUSES", "db_path", "default_db_path", "record_run", "flatten", "process_alive", "ENV_DB"]
 
 log = logging.getLogger("lightplug")
@@ -111,66 +113,6 @@ def db_path(run_dir: str | os.PathLike[str]) -> Path | None:
 
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from /proc on Linux; None elsewhere or when unreadable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the parenthesised command name
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def process_alive(pid: int | None, started: str | None = None) -> bool:
-    """Whether the process ``pid`` of this host still runs and, given the ISO time ``started`` the run recorded, is
-    the same process (a pid reused by a process that started after the run is not).
-
-    Example:
-        >>> process_alive(os.getpid())
-        True
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
-    except OSError:
-        return False
-    if started:
-        began = _process_start(pid)
-        try:
-            recorded = datetime.fromisoformat(started).timestamp()
-        except ValueError:
-            return True
-        if began is not None and began > recorded + 5.0:  # the row was written after its process started
-            return False
-    return True
-
-
-def _last_sign_of_life(run_dir: str | None) -> str | None:
-    """When a run that died last wrote into its folder (its log, metrics or checkpoints), as the run's end."""
-    if not run_dir:
-        return None
-    folder = Path(run_dir)
-    stamps = [p.stat().st_mtime for d in (folder, folder / "checkpoints") if d.is_dir() for p in d.iterdir() if p.is_file()]
-    return datetime.fromtimestamp(max(stamps)).astimezone().isoformat(timespec="seconds") if stamps else None
-
-
-def _crash_note(row: dict[str, Any]) -> str:
-    """The error recorded for a run whose process vanished: what happened and how to go on."""
-    note = f"the process (pid {row.get('pid')}) ended without recording an end: killed (SIGKILL), out of memory, or the machine stopped"
-    last = Path(str(row.get("run_dir") or "")) / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        from ._resume_command import resume_command
-
-        note += f"; resume with: {resume_command(last, row['run_dir'], _decode(dict(row)).get('overrides') or [])}"
-    return note
 
 
 class RunStore:
@@ -266,7 +208,7 @@ class RunStore:
             with self._connect(write=True) as con:
                 for r in dead:  # only if still running: a writer that finished meanwhile wins
                     con.execute("UPDATE runs SET status = 'crashed', error = ?, ended = ? WHERE id = ? AND status = 'running'",
-                                (_crash_note(r), _last_sign_of_life(r["run_dir"]), r["id"]))
+                                (crash_note(r["pid"], r["run_dir"], _decode(r).get("overrides") or []), last_sign_of_life(r["run_dir"]), r["id"]))
         except sqlite3.Error as exc:
             log.debug("could not record crashed runs in %s: %s", self.path, exc)
             return 0
