@@ -218,19 +218,34 @@ def test_regression_predictions_are_de_standardised(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["input=no/such/folder"], "error: input=no/such/folder: no such file or folder"),
-    (["input=.", "conf=2", "max_det=0"], "error: 2 problems in the config:"),
-    (["input=.", "draw=maybe"], "error: draw=maybe: expected true or false"),
+    (["input=empty"], "error: input=empty: no input file in the folder (looked for "),
+    (["input=pics", "conf=2", "max_det=0"], "error: 2 problems in the config:"),
+    (["input=pics", "draw=maybe"], "error: draw=maybe: expected true or false"),
 ])
 def test_bad_arguments_are_refused_before_the_model_is_loaded(tmp_path: Path, args: list[str], message: str) -> None:
     """The checkpoint is garbage: an error about the arguments shows it was never opened (and torch never imported)."""
     garbage = tmp_path / "model.ckpt"
     garbage.write_bytes(b"not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "pics").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "pics" / "a.png")
     probe = ("import runpy, sys; sys.argv = ['lightplug', 'predict', *sys.argv[1:]]\n"
              "try:\n    runpy.run_module('lightplug', run_name='__main__')\n"
              "finally:\n    print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", probe, f"ckpt={garbage}", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
-    assert res.stderr.splitlines()[0] == message and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.splitlines()[0].startswith(message) and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.rstrip().endswith("torch not imported"), res.stderr
     if "conf=2" in args:
         assert "  conf=2: expected a number from 0 to 1" in res.stderr and "  max_det=0: expected a whole number of at least 1" in res.stderr
+
+
+def test_input_under_the_home_folder_is_found_before_the_model_is_loaded(tmp_path: Path) -> None:
+    """``input=~/...`` is expanded as the reader expands it: the garbage checkpoint, not the input, is refused."""
+    (tmp_path / "pics").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "pics" / "a.png")
+    garbage = tmp_path / "model.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    res = run_cli("predict", f"ckpt={garbage}", "input=~/pics", cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith(f"error: checkpoint {garbage}: "), res.stderr

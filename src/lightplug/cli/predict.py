@@ -83,8 +83,9 @@ def main(args: list[str]) -> int:
     opts = parse_options(args, _OPTIONS, "lightplug predict")
     if not opts.get("input"):
         raise ConfigError("no input given", hint="add input=FILE_OR_DIR (images, .npy or .csv files)")
-    if not Path(opts["input"]).exists():  # before the model is loaded: a typo costs no wait
-        raise DataError(f"input={opts['input']}: no such file or folder")
+    from ..evaluation.inputs import collect_files
+
+    files = collect_files(opts["input"])  # before the model is loaded: a typo or an empty folder costs no wait
     topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
     given = _detection_values(opts)
     output = Path(opts.get("output") or "preds.csv")
@@ -94,7 +95,7 @@ def main(args: list[str]) -> int:
     from ..evaluation.inference import predict_files
 
     settings, draw = _detection_options(given, predictor.meta)
-    count, problems, head = predict_files(predictor, opts["input"], output, topk=topk, batch_size=batch_size, progress=progress,
+    count, problems, head = predict_files(predictor, files, output, topk=topk, batch_size=batch_size, progress=progress,
                                           settings=settings, draw=draw)
     for line in problems:
         print(f"skipped {line}", file=sys.stderr)

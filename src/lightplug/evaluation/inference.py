@@ -224,11 +224,12 @@ def _detection_rows(samples: list[Sample], dets: list[dict[str, np.ndarray]], im
     return rows
 
 
-def predict_files(predictor: Predictor, source: str | Path, output: str | Path, topk: int = 3, batch_size: int = 64,
+def predict_files(predictor: Predictor, source: str | Path | list[Path], output: str | Path, topk: int = 3, batch_size: int = 64,
                   progress: bool = True, settings: Any = None, draw: bool = False) -> tuple[int, list[str], list[list[Any]]]:
     """Predict every sample of ``source`` (a file or a folder) and write the rows to ``output`` (CSV).
 
     Args:
+        source: a file or a folder, or the files :func:`~lightplug.evaluation.inputs.collect_files` found there.
         settings: detection only: a :class:`~lightplug.DetectionSettings` (``conf``, ``iou``, ``max_det``).
         draw: detection only: also write each image with its boxes into ``<output stem>_boxes/``.
 
@@ -238,7 +239,7 @@ def predict_files(predictor: Predictor, source: str | Path, output: str | Path, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    files = collect_files(source)
+    files = source if isinstance(source, list) else collect_files(source)
     meta = predictor.meta
     task = str(meta.get("task") or "classification")
     shape = input_shape(meta, predictor.declared)
