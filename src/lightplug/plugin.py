@@ -154,6 +154,9 @@ class ModelPlugin(_Plugin):
     #: How the exported module's single output is laid out, when it is one of :data:`RAW_OUTPUT_FORMATS`:
     #: ``lightplug predict model=FILE.onnx`` then post-processes it without torch (detection).
     raw_output_format: ClassVar[str | None] = None
+    #: Metrics this plugin logs itself besides the core's (names or ``fnmatch`` patterns, e.g. ``("val/loss_box",
+    #: "val/loss_*")``), so that ``monitor=`` may name them; checked before a run starts.
+    logged_metrics: ClassVar[tuple[str, ...]] = ()
 
     def build(self, cfg: Any) -> nn.Module:
         """Return the ``nn.Module`` for this config."""
@@ -233,6 +236,21 @@ class DataPlugin(_Plugin):
         """Return a ``LightningDataModule`` whose loaders yield dict batches with ``input``, ``target``
         and ``index`` keys."""
         raise NotImplementedError(f"{type(self).__name__} must implement build(cfg)")
+
+    def check(self, cfg: Any) -> list[str]:
+        """Extra validation after the schema's rules passed: rules across fields (``val_fraction +
+        test_fraction`` must leave a training split), cheap and without tensors.
+
+        Return one line per problem, each naming the key, e.g. ``"data.val_fraction=0.6: with
+        data.test_fraction=0.6 no sample is left for training (their sum must be below 1)"``; the core reports
+        them with the other sections' problems before anything is built or written, exit code 2.
+        """
+        return []
+
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this plugin class provides its own ``hook``."""
+        return getattr(cls, hook, None) is not getattr(DataPlugin, hook, None)
 
 
 class CallbackPlugin(_Plugin):

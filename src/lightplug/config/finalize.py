@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..metric_names import monitor_problem, plugin_traits
 from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
-from .preflight import checkpoint_problems
+from .preflight import checkpoint_problems, unknown_top_keys
 
-__all__ = ["RunConfig", "finalize", "coerce"]
+__all__ = ["RunConfig", "finalize", "coerce", "data_problems"]
 
 #: The metric each task monitors by default, and whether higher is better.
 DEFAULT_MONITOR = {
@@ -131,6 +132,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         data_values["layout"] = cfg.data.layout = "flat" if "in_features" in names and "in_channels" not in names else "image"
     if not problems:
         data_obj = data_plugin.instantiate(coerce(data_plugin.schema, data_values))
+        problems += data_problems(data_obj)
+    if not problems:
         facts = dict(data_obj.facts(data_obj.cfg))
     with open_dict(cfg):
         cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
@@ -139,7 +142,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     resolved.pop("hydra", None)
 
     model_problems = check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
-    problems += model_problems
+    problems += unknown_top_keys(resolved) + model_problems
     problems += _callback_plugins(registry, resolved)
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
@@ -151,6 +154,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
                         f"(choose data for {task}, see `lightplug data`)")
     if not model_problems:  # the plugin's own rules, reported with the other sections' problems
         problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
+    if not problems and resolved.get("monitor") is not None:
+        problems += _monitor_problems(registry, model_ref, resolved, task or "classification", facts, model_name)
     if problems:
         raise ConfigError("invalid config", problems=problems)
 
@@ -185,6 +190,13 @@ def _callback_plugins(registry: Registry, resolved: dict[str, Any]) -> list[str]
     return problems
 
 
+def data_problems(data_obj: Any) -> list[str]:
+    """The data plugin's own ``check`` hook (rules across its fields), when it has one."""
+    if not getattr(type(data_obj), "overrides", lambda _: False)("check"):
+        return []
+    return [str(p) for p in data_obj.check(data_obj.cfg)]
+
+
 def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[str]:
     """The plugin's own ``check`` hook, when it has one (this loads the plugin)."""
     entry = registry.cached(ref) or {}
@@ -195,6 +207,19 @@ def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[
         return []
     plugin = loaded.instantiate(values)
     return [str(p) for p in plugin.check(plugin.cfg)]
+
+
+def _monitor_problems(registry: Registry, ref: Any, resolved: dict[str, Any], task: str, facts: dict[str, Any], name: str) -> list[str]:
+    """``monitor=`` naming a metric this run never logs (see :mod:`lightplug.metric_names`)."""
+    monitor = str(resolved["monitor"])
+    free = any(k not in _BUILTIN_CALLBACKS for k in resolved.get("callbacks") or {})  # a callback plugin may log anything
+    traits = (registry.cached(ref) or {}).get("traits")
+    if traits is None:  # not cached: load the plugin only when the name is not one every run of the task logs
+        if monitor_problem(monitor, task, facts, {}, name, free) is None:
+            return []
+        traits = plugin_traits(registry.load(ref).cls)
+    problem = monitor_problem(monitor, task, facts, traits, name, free)
+    return [problem] if problem else []
 
 
 def _guess_mode(metric: str) -> str:

@@ -4,6 +4,7 @@ close matches for misspelt keys, group options and plugin names, before torch is
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache
 from typing import Any
 
 from ..errors import ConfigError
@@ -12,7 +13,7 @@ from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .paths import conf_dir
 
-__all__ = ["parse_overrides", "group_options", "preflight", "checkpoint_problems", "output_problems"]
+__all__ = ["parse_overrides", "group_options", "preflight", "checkpoint_problems", "output_problems", "top_level_keys", "unknown_top_keys"]
 
 _PLUGIN_GROUPS = {"model": "model", "data": "data"}
 
@@ -71,6 +72,9 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
             for value in _values(ov):
                 problems += check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True) or checkpoint_problems({top: value})
             continue
+        if top not in top_level_keys():  # +foo=bar, foo.x=1: not a key of the run config
+            problems.append(_unknown_top(top))
+            continue
         if not rest and ov.package is None:  # a group choice: optimizer=adamm
             if (conf_dir() / top).is_dir() or top in _PLUGIN_GROUPS:
                 if top in _PLUGIN_GROUPS:
@@ -92,8 +96,50 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
                 if line not in problems:
                     problems.append(line)
     problems += output_problems(args) + _resume_last_problems(args)
+    if not problems and "data" in schemas:
+        problems += _data_rules(args, registry, schemas["data"], owners.get("data", "digits"))
     if problems:
         raise ConfigError("invalid command line", problems=problems)
+
+
+def _data_rules(args: list[str], registry: Registry, schema: Schema, name: str) -> list[str]:
+    """The data plugin's rules across fields (its ``check`` hook) for the values the command line gives, over
+    the defaults; sweeps and experiments are checked when each job's config is composed."""
+    from .finalize import coerce, data_problems
+
+    values = schema.defaults()
+    for ov in parse_overrides(args):
+        key = ov.key_or_group
+        if key.startswith("data.") and "." not in key[5:] and not ov.is_delete():
+            if ov.is_sweep_override():
+                return []
+            values[key[5:]] = ov.value()
+    if check_values(schema, values, prefix="data", owner=name):
+        return []  # missing or bad values: reported by the per-key checks or when the config is composed
+    plugin = registry.get("data", name)
+    return data_problems(plugin.instantiate(coerce(plugin.schema, values)))
+
+
+def unknown_top_keys(cfg: dict[str, Any]) -> list[str]:
+    """One line per root key of a composed config that is not a key of the run config (an experiment's typo)."""
+    return [_unknown_top(str(k)) for k in cfg if str(k) not in top_level_keys()]
+
+
+@lru_cache(maxsize=1)
+def top_level_keys() -> frozenset[str]:
+    """The keys a run config may have at its root: those of ``conf/train.yaml`` and the config groups."""
+    import yaml
+
+    root = yaml.safe_load((conf_dir() / "train.yaml").read_text())
+    groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+    return frozenset(set(root) - {"defaults"} | groups | set(_PLUGIN_GROUPS))
+
+
+def _unknown_top(key: str) -> str:
+    known = sorted(top_level_keys() - {"hydra", "facts"})
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"the run config has: {', '.join(known)}"
+    return f"{key}: unknown top-level key ({hint})"
 
 
 def checkpoint_problems(values: dict[str, Any]) -> list[str]:
@@ -139,6 +185,8 @@ def output_problems(args: list[str]) -> list[str]:
     key = "hydra.sweep.dir" if "-m" in args or "--multirun" in args else "hydra.run.dir"
     given = [a.split("=", 1)[1] for a in args if "=" in a and a.split("=", 1)[0].lstrip("+") == key]
     text = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
+    if given and not text.strip():
+        return [f"{key}=: empty, so the run would write into the working folder (give a folder, e.g. {key}=outputs/my_run)"]
     folder = Path(text.split("${", 1)[0] or ".").expanduser()  # up to the first interpolation (${now:...})
     probe = folder
     while not probe.exists() and probe != probe.parent:
