@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .plugin import Param
     from .schema import FieldSpec
 
-__all__ = ["complete_rules", "name_rule"]
+__all__ = ["complete_rules", "name_rule", "name_kind"]
 
 _WIDTH = re.compile(r"^(hidden|width|channels|features|dim|heads|units|filters|neurons|embed|num_classes|num_outputs)$"
                     r"|_(size|channels|features|dim|dims|width|heads|units|filters|hidden)$|^(hidden|embed)_")
@@ -36,6 +36,14 @@ _COUNT = re.compile(r"^(depth|layers|blocks|stages|repeats)$|_(layers|blocks|sta
 _NOT_WIDTH = re.compile(r"pad|buffer|cache|queue|margin|overlap|warmup|step")  # sizes where 0 means none
 _PROBABILITY = re.compile(r"^(p|prob|probability|dropout)$|_(dropout|prob|probability|p|rate)$|^dropout_")
 _NOT_PROBABILITY = re.compile(r"learning|(^|_)lr(_|$)|sample|frame|bit|growth")
+
+
+def name_kind(name: str, type_name: str) -> str | None:
+    """What a field's name says it is: ``"a width"``, ``"a count"``, ``"a probability"``, or None."""
+    rule = name_rule(name, type_name)
+    if rule is None:
+        return None
+    return "a probability" if "le" in rule else "a width" if rule["ge"] == 1 else "a count"
 
 
 def name_rule(name: str, type_name: str) -> dict[str, float] | None:

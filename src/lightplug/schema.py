@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import PluginError
-from .field_rules import complete_rules
+from .field_rules import complete_rules, name_kind
 from .plugin import DATA_FACTS, Param
 
 __all__ = ["FieldSpec", "Schema", "schema_from_signature", "schema_from_dataclass", "check_values"]
@@ -354,5 +354,5 @@ def _show(value: Any) -> str:
 
 
 def _help(owner: str, spec: FieldSpec) -> str:
-    text = spec.help or ("a rule inferred from the field's name" if spec.inferred else "")
+    text = spec.help or (f"named like {name_kind(spec.name, spec.type)}: {spec.rule()}" if spec.inferred else "")
     return f" ({owner}: {text})" if text else ""

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError, LightplugError
 from ..runs import ENV_DB, STATUSES, RunStore, flatten
+from ._args import positive_int
 
 __all__ = ["main"]
 
@@ -275,7 +276,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p = parser("runs", "List the recorded runs, oldest first. `runs show ID` for one, `runs compare ID ID ...` to compare.")
         p.add_argument("--model", help="only runs of this model")
         p.add_argument("--status", choices=STATUSES, help="only runs in this state")
-        p.add_argument("--limit", type=int, help="only the newest N runs")
+        p.add_argument("--limit", type=positive_int, help="only the newest N runs")
     p.add_argument("--db", help=f"the database (default: ${ENV_DB}, else ./outputs/runs.db, else ./multirun/runs.db)")
     return p
 

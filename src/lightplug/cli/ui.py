@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from ..errors import ConfigError, LightplugError
+from ._args import ArgumentParser
 
 __all__ = ["main", "is_loopback"]
 
@@ -32,7 +33,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightplug ui", description="A local web UI: forms from plugin schemas, launch and watch runs.")
+    p = ArgumentParser(prog="lightplug ui", description="A local web UI: forms from plugin schemas, launch and watch runs.")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port; default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --token)")
     p.add_argument("--outputs", default="outputs", help="folder of the run folders (default ./outputs)")

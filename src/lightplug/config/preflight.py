@@ -64,42 +64,45 @@ def preflight(args: list[str], registry: Registry, schemas: dict[str, Schema], o
     problems: list[str] = []
     all_schemas = {**core_schemas(), **schemas}
     for ov in parse_overrides(args):
-        key = ov.key_or_group
-        if key.startswith("hydra") or ov.is_delete():
-            continue
-        top, _, rest = key.partition(".")
-        if not rest and top in run_schema().names():  # seed=-1, threads=0, ...
-            for value in _values(ov):
-                problems += check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True) or checkpoint_problems({top: value})
-            continue
-        if top not in top_level_keys():  # +foo=bar, foo.x=1: not a key of the run config
-            problems.append(_unknown_top(top))
-            continue
-        if not rest and ov.package is None:  # a group choice: optimizer=adamm
-            if (conf_dir() / top).is_dir() or top in _PLUGIN_GROUPS:
-                if top in _PLUGIN_GROUPS:
-                    continue  # plugins are resolved by the registry with close matches
-                options = group_options(top, registry)
-                for value in _values(ov):
-                    for v in value if isinstance(value, list) else [value]:
-                        if str(v) not in options:
-                            close = difflib.get_close_matches(str(v), options, n=1)
-                            did = f"did you mean {close[0]}? " if close else ""
-                            problems.append(f"{top}={v}: no such option ({did}available: {', '.join(options)})")
-            continue
-        schema = all_schemas.get(top)
-        if schema is None or "." in rest:
-            continue
-        owner = owners.get(top, top)
-        for value in _values(ov):
-            for line in check_values(schema, {rest: value}, prefix=top, owner=owner, partial=True):
-                if line not in problems:
-                    problems.append(line)
+        found = list(dict.fromkeys(_override_problems(ov, registry, all_schemas, owners)))
+        if len(found) > 1:  # a sweep (-m model.hidden=abc,def): one line for the override
+            found = [f"{found[0]} (and {len(found) - 1} more value{'s' * (len(found) > 2)} of {ov.key_or_group} like it)"]
+        problems += found
     problems += output_problems(args) + _resume_last_problems(args)
     if not problems and "data" in schemas:
         problems += _data_rules(args, registry, schemas["data"], owners.get("data", "digits"))
     if problems:
         raise ConfigError("invalid command line", problems=problems)
+
+
+def _override_problems(ov: Any, registry: Registry, all_schemas: dict[str, Schema], owners: dict[str, str]) -> list[str]:
+    """What is wrong with one override, one line per bad value (a sweep has several values)."""
+    key = ov.key_or_group
+    if key.startswith("hydra") or ov.is_delete():
+        return []
+    top, _, rest = key.partition(".")
+    if not rest and top in run_schema().names():  # seed=-1, threads=0, ...
+        return [line for value in _values(ov)
+                for line in check_values(run_schema(), {top: value}, prefix="", owner="run", partial=True) or checkpoint_problems({top: value})]
+    if top not in top_level_keys():  # +foo=bar, foo.x=1: not a key of the run config
+        return [_unknown_top(top)]
+    if not rest and ov.package is None:  # a group choice: optimizer=adamm
+        if top in _PLUGIN_GROUPS or not (conf_dir() / top).is_dir():
+            return []  # plugins are resolved by the registry with close matches
+        options = group_options(top, registry)
+        found = []
+        for value in _values(ov):
+            for v in value if isinstance(value, list) else [value]:
+                if str(v) not in options:
+                    close = difflib.get_close_matches(str(v), options, n=1)
+                    did = f"did you mean {close[0]}? " if close else ""
+                    found.append(f"{top}={v}: no such option ({did}available: {', '.join(options)})")
+        return found
+    schema = all_schemas.get(top)
+    if schema is None or "." in rest:
+        return []
+    owner = owners.get(top, top)
+    return [line for value in _values(ov) for line in check_values(schema, {rest: value}, prefix=top, owner=owner, partial=True)]
 
 
 def _data_rules(args: list[str], registry: Registry, schema: Schema, name: str) -> list[str]:
