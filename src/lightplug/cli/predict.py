@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import parse_options, parse_value, resolve_checkpoint
+from ..evaluation.options import output_file, parse_options, parse_value, resolve_checkpoint
 
 __all__ = ["main"]
 
@@ -88,7 +88,7 @@ def main(args: list[str]) -> int:
     files = collect_files(opts["input"])  # before the model is loaded: a typo or an empty folder costs no wait
     topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
     given = _detection_values(opts)
-    output = Path(opts.get("output") or "preds.csv")
+    output = output_file("output", opts["output"], "preds.csv") if "output" in opts else Path("preds.csv")
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
     predictor = _predictor(opts)
 
