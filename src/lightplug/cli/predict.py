@@ -97,10 +97,14 @@ def main(args: list[str]) -> int:
     settings, draw = _detection_options(given, predictor.meta)
     count, problems, head = predict_files(predictor, files, output, topk=topk, batch_size=batch_size, progress=progress,
                                           settings=settings, draw=draw)
+    if count == 0:  # one line: the first reason, and how many more
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"no prediction for input={opts['input']}: {problems[0] if problems else 'no sample'}{more}")
     for line in problems:
         print(f"skipped {line}", file=sys.stderr)
-    if count == 0:
-        raise DataError(f"no prediction: none of the inputs under {opts['input']} could be read ({len(problems)} skipped)")
+    labels = sum(c.startswith("label_") for c in head[0])
+    if "topk" in opts and settings is None and labels and topk > labels:
+        print(f"note: topk={topk}, but the model has {labels} classes: wrote all {labels}", file=sys.stderr)
     _print_head(head, count, output, detection=settings is not None)
     if draw:
         print(f"drew the boxes into {output.with_name(output.stem + '_boxes')}")
