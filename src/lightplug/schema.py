@@ -60,6 +60,10 @@ class FieldSpec:
         """The scalar type of the field, or of its items for a list."""
         return self.type[5:-1] if self.type.startswith("list[") else self.type
 
+    def help_text(self) -> str:
+        """The help line, or for a field without one whose bounds come from its name, that rule."""
+        return self.help or (f"named like {name_kind(self.name, self.type)}: {self.rule()}" if self.inferred else "")
+
     def rule(self) -> str:
         """The field's constraints in words, e.g. ``"int in [8, 512]"``."""
         parts = [self.type + (" or null" if self.optional else "")]
@@ -121,7 +125,7 @@ class Schema:
                 prop["type"] = [prop["type"], "null"]
             if f.default != _MISSING:
                 prop["default"] = f.default
-            prop.update({"title": f.name, "description": f.help, "x-group": f.group, "x-advanced": f.advanced})
+            prop.update({"title": f.name, "description": f.help_text(), "x-group": f.group, "x-advanced": f.advanced})
             if f.bind:
                 prop["x-bound-to"] = f"data.{f.bind}"
             props[f.name] = prop
@@ -354,5 +358,5 @@ def _show(value: Any) -> str:
 
 
 def _help(owner: str, spec: FieldSpec) -> str:
-    text = spec.help or (f"named like {name_kind(spec.name, spec.type)}: {spec.rule()}" if spec.inferred else "")
+    text = spec.help_text()
     return f" ({owner}: {text})" if text else ""
