@@ -26,7 +26,9 @@ class ArgumentParser(argparse.ArgumentParser):
             raise ConfigError(f"{self.prog}: unknown argument {found.group(1)} ({did}see `{self.prog} --help`)")
         found = re.fullmatch(r"argument ([^:]+): (.*)", message, flags=re.S)
         if found:
-            message = f"{found.group(1)}: {found.group(2)}"
+            option, reason = found.group(1).split("/")[0], found.group(2)
+            value = re.fullmatch(r"expected (.*), got (.*)", reason) or re.fullmatch(r"invalid (\w+) value: (.*)", reason)
+            message = f"{option} {value.group(2)}: expected {value.group(1)}" if value else f"{option}: {reason}"
         raise ConfigError(f"{self.prog}: {message.strip().splitlines()[0]} (see `{self.prog} --help`)")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
@@ -51,7 +53,7 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
     return value

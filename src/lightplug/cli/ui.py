@@ -72,14 +72,14 @@ def main(argv: list[str]) -> int:
         from ..ui.app import create_app
     except ImportError as exc:
         raise LightplugError(f"the UI needs fastapi and uvicorn ({exc})", hint="pip install 'lightplug[ui]'") from exc
+    missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
+    if missing:  # before the outputs folder is created: a refused command leaves nothing behind
+        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
     outputs = Path(args.outputs).expanduser().resolve()
     try:
         outputs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--outputs {args.outputs}: cannot create the folder ({exc.strerror or exc})") from exc
-    missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
-    if missing:
-        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
     app = create_app(outputs, token=args.token, loopback=is_loopback(args.host), data_dirs=[Path(d) for d in args.data_dir])
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]

@@ -111,12 +111,11 @@ def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_ove
         ``{"checkpoint", "model", "task", "data": {"name", "config"}, "split", "num_samples", "metrics"}``.
     """
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from .._logging import quiet_lightning
     from ..checkpoint import model_from_checkpoint, read_checkpoint
     from ..module import PluginModule
-
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     quiet_lightning()
     for logger_name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):

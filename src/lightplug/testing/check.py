@@ -173,7 +173,11 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
     values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
     if loaded is not None:
         bad = check_values(loaded.schema, values, prefix="", owner=name, partial=True)
-        if bad:  # the values given break the schema: nothing is built with them
+        cls: Any = loaded.cls
+        if not bad and values and kind in ("model", "data") and cls.overrides("check") and not missing_values(config_values(loaded.schema, values)):
+            plugin = loaded.instantiate(config_values(loaded.schema, values))  # the plugin's rules across fields, for the values given
+            bad = [str(p) for p in plugin.check(plugin.cfg)]
+        if bad:  # the values given break the plugin's rules: nothing is built with them
             raise ConfigError(f"{name}: invalid settings", problems=bad)
         ref = loaded.ref
         report.source = f"{ref.dist or ref.source} {ref.version or ''}".strip() + f", {ref.target}"
