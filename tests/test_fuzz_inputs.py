@@ -564,3 +564,35 @@ def test_depth_zero_is_a_linear_model() -> None:
     assert len(linear) == 1 and (linear[0].in_features, linear[0].out_features) == (64, 10)
     with pytest.raises((ConfigError, PluginError), match="depth=-1"):
         lightplug.build_model("mlp", depth=-1)
+
+
+@pytest.mark.parametrize("argv", [
+    "model=mlp monitor=val/acc_class/3", "model=mlp monitor=val/acc_top5", "model=mlp monitor=train/loss", "model=mlp monitor=val/auroc",
+    "model=mlp_regressor data=diabetes monitor=val/r2", "model=unet data=shapes monitor=val/dice",
+    "model=aux_loss_cnn monitor=train/loss_aux",  # a forward that returns an auxiliary loss
+    "model=two_optimizer_mlp monitor=val/head_acc",  # its own training_step may log anything
+    "model=mlp callbacks=[default,prediction_grid] monitor=val/grid_score",  # so may a callback plugin
+    "model=mlp model.depth=0 model.dropout=1.0", "model=mlp optimizer.betas=[0.8,0.9]", f"model=mlp seed={2**32 - 1}",
+    "model=mlp data=synthetic data.val_fraction=0.5 data.test_fraction=0.49",
+])
+def test_what_is_valid_stays_valid(argv: str, world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The new rules refuse nothing that can run: metrics the run logs, a linear mlp, values at the bounds."""
+    from lightplug.cli.main import main
+
+    monkeypatch.chdir(world["work"])
+    before = _snapshot(world["work"])
+    code = main(["train", *argv.split(), "--cfg", "job"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert _snapshot(world["work"]) == before
+
+
+def test_monitor_names_are_the_metrics_the_core_logs() -> None:
+    """metric_names.py (torch-free, for the check before training) names what metrics.py builds."""
+    from lightplug.metric_names import TASK_METRICS
+    from lightplug.metrics import DETECTION_SCALARS, task_metrics
+
+    for task in ("classification", "regression", "segmentation"):
+        built = set(task_metrics(task, num_classes=10).keys())
+        assert built == set(TASK_METRICS[task]) | ({"acc_top5"} if task == "classification" else set()), task
+    assert tuple(TASK_METRICS["detection"]) == DETECTION_SCALARS

@@ -12,6 +12,7 @@ from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .preflight import checkpoint_problems, unknown_top_keys
+from .values import coerce, data_problems
 
 __all__ = ["RunConfig", "finalize", "coerce", "data_problems"]
 
@@ -58,20 +59,6 @@ def plain_choices(choices: Any) -> dict[str, Any]:
 
     container = OmegaConf.to_container(choices) if choices is not None else {}
     return _plain(container) if isinstance(container, dict) else {}
-
-
-def coerce(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
-    """Give every value its field's Python type (3 -> 3.0 for floats, 3 -> "3" for strings)."""
-    out = dict(values)
-    for spec in schema.fields:
-        value = out.get(spec.name)
-        if value is None:
-            continue
-        if spec.item_type == "float":
-            out[spec.name] = [float(v) for v in value] if isinstance(value, list) else float(value)
-        elif spec.item_type == "str":
-            out[spec.name] = [str(v) for v in value] if isinstance(value, list) else str(value)
-    return out
 
 
 def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: list[str], notes: list[str]) -> None:
@@ -188,13 +175,6 @@ def _callback_plugins(registry: Registry, resolved: dict[str, Any]) -> list[str]
         if not found:
             resolved["callbacks"][name] = coerce(schema, {**schema.defaults(), **values})
     return problems
-
-
-def data_problems(data_obj: Any) -> list[str]:
-    """The data plugin's own ``check`` hook (rules across its fields), when it has one."""
-    if not getattr(type(data_obj), "overrides", lambda _: False)("check"):
-        return []
-    return [str(p) for p in data_obj.check(data_obj.cfg)]
 
 
 def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[str]:

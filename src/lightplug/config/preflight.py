@@ -12,6 +12,7 @@ from ..registry import Registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .paths import conf_dir
+from .values import coerce, data_problems
 
 __all__ = ["parse_overrides", "group_options", "preflight", "checkpoint_problems", "output_problems", "top_level_keys", "unknown_top_keys"]
 
@@ -108,8 +109,6 @@ def _override_problems(ov: Any, registry: Registry, all_schemas: dict[str, Schem
 def _data_rules(args: list[str], registry: Registry, schema: Schema, name: str) -> list[str]:
     """The data plugin's rules across fields (its ``check`` hook) for the values the command line gives, over
     the defaults; sweeps and experiments are checked when each job's config is composed."""
-    from .finalize import coerce, data_problems
-
     values = schema.defaults()
     for ov in parse_overrides(args):
         key = ov.key_or_group

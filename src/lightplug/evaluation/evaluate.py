@@ -30,7 +30,7 @@ def data_config_from_meta(meta: dict[str, Any], name: str | None = None, overrid
     Raises:
         ConfigError: a value breaks the data plugin's rules (every problem listed).
     """
-    from ..config.finalize import coerce, data_problems
+    from ..config.values import coerce, data_problems
     from ..registry import get_registry
     from ..schema import check_values
 
