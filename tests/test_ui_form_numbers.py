@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from lightplug.cli.models import plugin_json_schema
 from lightplug.config.core_schemas import core_schemas
 from lightplug.config.preflight import parse_overrides
 from lightplug.registry import Registry
@@ -37,6 +36,12 @@ def _cli_line(schema: Schema, group: str, owner: str, override: str) -> str:
     return lines[0]
 
 
+def _mlp_schema() -> Schema:
+    """mlp's schema as `lightplug models show mlp --json` has it (from the plugin cache: no torch)."""
+    registry = Registry()
+    return registry.schema(registry.find("model", "mlp"))[0]
+
+
 def _run(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = subprocess.run([str(NODE), str(HERE / "ui_form_harness.mjs"), str(FORM_JS)], input=json.dumps(cases), capture_output=True,
                          text=True, timeout=60)
@@ -52,9 +57,8 @@ CASES = [  # (group, field, typed): every one is refused by the CLI
 
 
 def test_number_fields_keep_what_was_typed_and_say_what_the_cli_says() -> None:
-    registry = Registry()
-    mlp = registry.get("model", "mlp")
-    schemas = {"model": (mlp.schema, plugin_json_schema(mlp), "mlp"),
+    mlp = _mlp_schema()
+    schemas = {"model": (mlp, mlp.json_schema(title="mlp"), "mlp"),
                "optimizer": (core_schemas()["optimizer"], core_schemas()["optimizer"].json_schema(title="optimizer"), "optimizer")}
     cases = [{"key": f"{g}.{n}", "prop": schemas[g][1]["properties"][n], "owner": schemas[g][2], "typed": t} for g, n, t in CASES]
     for case, result in zip(CASES, _run(cases)):
@@ -69,9 +73,7 @@ def test_number_fields_keep_what_was_typed_and_say_what_the_cli_says() -> None:
 
 
 def test_good_numbers_pass() -> None:
-    registry = Registry()
-    mlp = registry.get("model", "mlp")
-    props = plugin_json_schema(mlp)["properties"]
+    props = _mlp_schema().json_schema(title="mlp")["properties"]
     cases = [{"key": "model.hidden", "prop": props["hidden"], "owner": "mlp", "typed": t} for t in ("64", "+64", " 64 ")]
     cases += [{"key": "model.dropout", "prop": props["dropout"], "owner": "mlp", "typed": t} for t in ("0.25", ".5", "1e-1", "1")]
     for result in _run(cases):
