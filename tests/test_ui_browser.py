@@ -132,6 +132,13 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         expect(page.locator("#problems li")).to_have_text(expected_problem)
         expect(page.locator("#start")).to_be_disabled()
 
+        # text that is not a number stays as typed, with the CLI's line beside it, and Start stays disabled
+        for typed in ("abc", "12abc"):
+            width.fill(typed)
+            expect(width).to_have_value(typed)
+            expect(page.locator('[data-key="model.width"] .field-problem')).to_have_text(re.compile(rf"^model\.width={typed}: expected int"))
+            expect(page.locator("#start")).to_be_disabled()
+
         # the preset fills the form; then small settings for a quick run
         page.select_option("#preset", "easy")
         expect(width).to_have_value("16")

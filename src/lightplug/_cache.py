@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_FORMAT = 2
+_FORMAT = 3  # 3: schemas hold list lengths, finiteness and rules inferred from names
 
 
 def cache_dir() -> Path:

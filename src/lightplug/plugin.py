@@ -70,6 +70,8 @@ class Param:
     Args:
         ge, gt, le, lt: inclusive/exclusive bounds for numbers (and for every item of a list).
         choices: the allowed values (``Literal[...]`` gives the same).
+        min_items, max_items: how many items a list field takes (``min_items=2, max_items=2``: exactly two).
+        finite: ``False`` lets a float field take ``inf`` and ``-inf`` (``None``: only when its default is infinite).
         help: one line shown by ``lightplug models show``, in error messages and in the web form.
         group: a heading to group fields under (default: ``"model"`` / ``"data"``).
         advanced: hide behind an "advanced" toggle in forms.
@@ -77,9 +79,14 @@ class Param:
             choices are structural, floats and bools are not). Used to decide whether weights can be
             loaded into a model built with another config.
 
+    A field without bounds gets default ones from its name (sizes at least 1, counts at least 0,
+    probabilities in [0, 1]; see :mod:`lightplug.field_rules`); any bound or ``choices`` given here turns
+    them off for that field.
+
     Example:
-        >>> Param(ge=8, le=512, help="channels of the first stage")
-        Param(ge=8, gt=None, le=512, lt=None, choices=None, help='channels of the first stage', group=None, advanced=False, structural=None)
+        >>> Param(ge=8, le=512, help="channels of the first stage")  # doctest: +NORMALIZE_WHITESPACE
+        Param(ge=8, gt=None, le=512, lt=None, choices=None, help='channels of the first stage', group=None, advanced=False,
+              structural=None, min_items=None, max_items=None, finite=None)
     """
 
     ge: float | None = None
@@ -91,6 +98,9 @@ class Param:
     group: str | None = None
     advanced: bool = False
     structural: bool | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    finite: bool | None = None
 
     def __post_init__(self) -> None:
         if self.choices is not None and not isinstance(self.choices, tuple):
@@ -144,6 +154,9 @@ class ModelPlugin(_Plugin):
     #: How the exported module's single output is laid out, when it is one of :data:`RAW_OUTPUT_FORMATS`:
     #: ``lightplug predict model=FILE.onnx`` then post-processes it without torch (detection).
     raw_output_format: ClassVar[str | None] = None
+    #: Metrics this plugin logs itself besides the core's (names or ``fnmatch`` patterns, e.g. ``("val/loss_box",
+    #: "val/loss_*")``), so that ``monitor=`` may name them; checked before a run starts.
+    logged_metrics: ClassVar[tuple[str, ...]] = ()
 
     def build(self, cfg: Any) -> nn.Module:
         """Return the ``nn.Module`` for this config."""
@@ -223,6 +236,21 @@ class DataPlugin(_Plugin):
         """Return a ``LightningDataModule`` whose loaders yield dict batches with ``input``, ``target``
         and ``index`` keys."""
         raise NotImplementedError(f"{type(self).__name__} must implement build(cfg)")
+
+    def check(self, cfg: Any) -> list[str]:
+        """Extra validation after the schema's rules passed: rules across fields (``val_fraction +
+        test_fraction`` must leave a training split), cheap and without tensors.
+
+        Return one line per problem, each naming the key, e.g. ``"data.val_fraction=0.6: with
+        data.test_fraction=0.6 no sample is left for training (their sum must be below 1)"``; the core reports
+        them with the other sections' problems before anything is built or written, exit code 2.
+        """
+        return []
+
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this plugin class provides its own ``hook``."""
+        return getattr(cls, hook, None) is not getattr(DataPlugin, hook, None)
 
 
 class CallbackPlugin(_Plugin):

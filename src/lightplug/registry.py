@@ -25,6 +25,7 @@ from typing import Any
 
 from ._cache import PluginCache
 from .errors import PluginError
+from .metric_names import plugin_traits
 from .plugin import TASKS, CallbackPlugin, DataPlugin, ModelPlugin
 from .schema import Schema, schema_from_dataclass, schema_from_signature
 
@@ -336,7 +337,7 @@ class Registry:
         entry: dict[str, Any] = {"status": status, "cause": cause}
         if loaded is not None:
             entry.update(task=loaded.task, description=loaded.description, schema=loaded.schema.to_dict(),
-                         has_check=bool(getattr(loaded.cls, "overrides", lambda _: False)("check")))
+                         has_check=bool(getattr(loaded.cls, "overrides", lambda _: False)("check")), traits=plugin_traits(loaded.cls))
         self.cache.put(ref.cache_key, entry)
 
     def cached(self, ref: PluginRef) -> dict[str, Any] | None:

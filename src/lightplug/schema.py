@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import PluginError
+from .field_rules import complete_rules, name_kind
 from .plugin import DATA_FACTS, Param
 
 __all__ = ["FieldSpec", "Schema", "schema_from_signature", "schema_from_dataclass", "check_values"]
@@ -31,6 +32,8 @@ class FieldSpec:
     ``list[...]`` of those), default and rules.
 
     ``bind`` names the data fact (``num_classes``, ...) the field takes from the selected data unless set.
+    ``min_items``/``max_items`` bound a list's length; ``finite`` refuses ``inf``; ``inferred`` says that the
+    bounds come from the field's name (:mod:`lightplug.field_rules`), not from the plugin.
     """
 
     name: str
@@ -47,11 +50,19 @@ class FieldSpec:
     advanced: bool = False
     structural: bool = True
     bind: str | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    finite: bool = True
+    inferred: bool = False
 
     @property
     def item_type(self) -> str:
         """The scalar type of the field, or of its items for a list."""
         return self.type[5:-1] if self.type.startswith("list[") else self.type
+
+    def help_text(self) -> str:
+        """The help line, or for a field without one whose bounds come from its name, that rule."""
+        return self.help or (f"named like {name_kind(self.name, self.type)}: {self.rule()}" if self.inferred else "")
 
     def rule(self) -> str:
         """The field's constraints in words, e.g. ``"int in [8, 512]"``."""
@@ -60,6 +71,8 @@ class FieldSpec:
             parts.append("one of " + ", ".join(map(str, self.choices)))
         low = f"[{_num(self.ge)}" if self.ge is not None else (f"({_num(self.gt)}" if self.gt is not None else None)
         high = f"{_num(self.le)}]" if self.le is not None else (f"{_num(self.lt)})" if self.lt is not None else None)
+        if self.min_items is not None or self.max_items is not None:
+            parts.append(f"of {_items(self.min_items, self.max_items)}")
         if low or high:
             parts.append(f"in {low or '(-inf'}, {high or 'inf)'}")
         return " ".join(parts)
@@ -106,11 +119,13 @@ class Schema:
                 if getattr(f, key) is not None:
                     item[js] = getattr(f, key)
             prop: dict[str, Any] = {"type": "array", "items": item} if f.type.startswith("list[") else dict(item)
+            prop.update({js: n for js, n in (("minItems", f.min_items), ("maxItems", f.max_items)) if n is not None})
+            prop.update({"x-finite": False} if not f.finite else {}, **({"x-inferred-bounds": True} if f.inferred else {}))
             if f.optional:
                 prop["type"] = [prop["type"], "null"]
             if f.default != _MISSING:
                 prop["default"] = f.default
-            prop.update({"title": f.name, "description": f.help, "x-group": f.group, "x-advanced": f.advanced})
+            prop.update({"title": f.name, "description": f.help_text(), "x-group": f.group, "x-advanced": f.advanced})
             if f.bind:
                 prop["x-bound-to"] = f"data.{f.bind}"
             props[f.name] = prop
@@ -194,6 +209,7 @@ def _make_field(name: str, tp: Any, default: Any, where: str, group: str) -> Fie
         structural=structural,
         bind=bind,
     )
+    complete_rules(spec, param)  # list lengths, infinities, and default bounds from the name (field_rules.py)
     if default != _MISSING:
         problems = check_values(Schema([spec]), {name: default}, prefix="default", owner=where)
         if problems:
@@ -269,6 +285,8 @@ def _check_one(spec: FieldSpec, value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and math.isnan(value):
             return "must be a number, got nan"
+        if isinstance(value, float) and math.isinf(value) and spec.finite:
+            return f"must be a finite number, got {value}"
         if spec.ge is not None and value < spec.ge:
             return f"below the minimum {_num(spec.ge)}"
         if spec.gt is not None and value <= spec.gt:
@@ -315,6 +333,9 @@ def check_values(schema: Schema, values: dict[str, Any], prefix: str, owner: str
         if spec.type.startswith("list[") and not isinstance(value, (list, tuple)) and value is not None:
             problems.append(f"{prefix}{spec.name}={value!r}: expected {spec.type}{_help(owner, spec)}")
             continue
+        if isinstance(value, (list, tuple)) and not (spec.min_items or 0) <= len(value) <= (spec.max_items if spec.max_items is not None else len(value)):
+            problems.append(f"{prefix}{spec.name}={_show(value)}: expected {_items(spec.min_items, spec.max_items)}, got {len(value)}{_help(owner, spec)}")
+            continue
         for item in items:
             why = _check_one(spec, item)
             if why:
@@ -323,9 +344,19 @@ def check_values(schema: Schema, values: dict[str, Any], prefix: str, owner: str
     return problems
 
 
+def _items(low: int | None, high: int | None) -> str:
+    """``2 items``, ``1 to 3 items``, ``at least 1 item``, ``at most 4 items``."""
+    if low is not None and low == high:
+        return f"{low} item{'s' * (low != 1)}"
+    if low is not None and high is not None:
+        return f"{low} to {high} items"
+    return f"at least {low} item{'s' * (low != 1)}" if low is not None else f"at most {high} item{'s' * (high != 1)}"
+
+
 def _show(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
 def _help(owner: str, spec: FieldSpec) -> str:
-    return f" ({owner}: {spec.help})" if spec.help else ""
+    text = spec.help_text()
+    return f" ({owner}: {text})" if text else ""

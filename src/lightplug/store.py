@@ -68,9 +68,20 @@ class StoreEntry:
 
 
 def store_root() -> Path:
-    """The store folder: ``$LIGHTPLUG_STORE``, else ``~/.lightplug/store`` (it may not exist yet)."""
+    """The store folder: ``$LIGHTPLUG_STORE``, else ``~/.lightplug/store`` (it may not exist yet).
+
+    Raises:
+        LightplugError: that path, or a folder above it, is a file.
+    """
     given = os.environ.get(ENV_STORE, "").strip()
-    return Path(given).expanduser().resolve() if given else Path.home() / ".lightplug" / "store"
+    root = Path(given).expanduser().resolve() if given else Path.home() / ".lightplug" / "store"
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = f"{ENV_STORE}={given}" if given else f"the store folder {root}"
+        raise LightplugError(f"{where}: {probe} is a file, not a folder", hint=f"point {ENV_STORE} at a folder")
+    return root
 
 
 def _version_number(text: str) -> int | None:

@@ -7,12 +7,12 @@ found or loaded (or the command line is wrong).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
 from ..errors import ConfigError, PluginError
+from ._args import ArgumentParser
 
 __all__ = ["main", "parse_values"]
 
@@ -50,7 +50,7 @@ def _printer(report: Any, result: Any) -> None:
 
 def main(argv: list[str]) -> int:
     """Run ``lightplug check-plugin``; returns the exit code."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lightplug check-plugin",
         description="Check a plugin against the contract: schema, build with the defaults and each preset, forward shape, "
                     "a training step, state_dict round trip, TorchScript and ONNX export (models); facts and batches (data); "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -10,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from ..registry import KINDS, get_registry
+from ._args import ArgumentParser
 from .models import listing_rows
 
 __all__ = ["main", "report"]
@@ -56,7 +56,7 @@ def report() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lightplug doctor", description="Versions, accelerators and the status of every plugin.")
+    parser = ArgumentParser(prog="lightplug doctor", description="Versions, accelerators and the status of every plugin.")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     data = report()

@@ -62,6 +62,13 @@ def _opset(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 2**32 - 1:
+        raise ValueError("outside 0..4294967295")
+    return value
+
+
 def _formats(text: str) -> list[str]:
     from ..export.report import FORMATS
 
@@ -74,9 +81,9 @@ def _formats(text: str) -> list[str]:
 
 _KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "run": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
                                           "atol": _positive(float), "rtol": _positive(float), "benchmark": _bool,
-                                          "bench_seconds": _positive(float), "seed": int}
+                                          "bench_seconds": _positive(float), "seed": _seed}
 _RULES = {"format": "choose from onnx, torchscript; several: format=onnx,torchscript", "opset": "an integer from 7 to 25",
-          "atol": "a number > 0", "rtol": "a number > 0", "bench_seconds": "a number > 0", "seed": "an integer",
+          "atol": "a number > 0", "rtol": "a number > 0", "bench_seconds": "a number > 0", "seed": "an integer from 0 to 2**32-1",
           "dynamic_batch": "true or false", "benchmark": "true or false"}
 
 
@@ -111,7 +118,10 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`, or run=RUN_DIR)")
     if problems:
         raise ConfigError(problems[0], problems=problems)
-    from ..evaluation.options import resolve_checkpoint
+    from ..evaluation.options import output_file, resolve_checkpoint
+
+    if opts["output"] is not None:
+        output_file("output", opts["output"], "model.onnx")
 
     # ckpt=PATH, or run=RUN_DIR [ckpt=best|last] as test and predict take them; a missing file is refused before torch loads
     opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run", None) or "", "ckpt": opts.get("ckpt") or ""}, "export"))

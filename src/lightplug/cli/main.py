@@ -122,4 +122,6 @@ def run() -> None:
 
 
 def _argparser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"lightplug {prog}", description=description)
+    from ._args import ArgumentParser
+
+    return ArgumentParser(prog=f"lightplug {prog}", description=description)

@@ -5,13 +5,13 @@ The plain listing reads distribution metadata and the plugin cache only: no plug
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
-from ..errors import PluginError
+from ..errors import ConfigError, PluginError
 from ..registry import LoadedPlugin, PluginRef, Registry, get_registry
+from ._args import ArgumentParser
 
 __all__ = ["main_models", "main_data", "main_callbacks", "listing_rows", "plugin_json_schema"]
 
@@ -103,7 +103,7 @@ def _show(registry: Registry, kind: str, name: str, as_json: bool) -> int:
         table.add_column(col, overflow="fold")
     for f in plugin.schema.fields:
         default = f"${{data.{f.bind}}} (else {f.default})" if f.bind and kind == "model" else str(f.default)
-        rule = f.rule().split(" ", 1)[1] if " " in f.rule() else ""
+        rule = (f.rule().split(" ", 1)[1] if " " in f.rule() else "") + (" (from the name)" if f.inferred else "")
         help_ = f.help + (" [advanced]" if f.advanced else "")
         table.add_row(f"{_TITLES[kind] if kind != 'model' else 'model'}.{f.name}", f.type + ("?" if f.optional else ""), default, rule, f.group, help_)
     console.print(table)
@@ -116,7 +116,7 @@ def _show(registry: Registry, kind: str, name: str, as_json: bool) -> int:
 
 def _main(kind: str, argv: list[str]) -> int:
     title = _TITLES[kind]
-    parser = argparse.ArgumentParser(prog=f"lightplug {title}", description=f"List {title} plugins, or `show NAME` for one.")
+    parser = ArgumentParser(prog=f"lightplug {title}", description=f"List {title} plugins, or `show NAME` for one.")
     parser.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     parser.add_argument("name", nargs="?", help="plugin name (with show)")
     parser.add_argument("--check", action="store_true", help="load every plugin and report its status")
@@ -126,8 +126,9 @@ def _main(kind: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     registry = get_registry()
     if args.action == "show":
-        if not args.name:
-            parser.error("show needs a NAME")
+        if not args.name or not args.name.strip():
+            names = ", ".join(registry.names(kind)) or "none installed"
+            raise ConfigError(f"lightplug {title} show {args.name!r}: needs a plugin NAME (installed: {names})")
         return _show(registry, kind, args.name, args.json)
     rows = listing_rows(registry, kind, check=args.check, include_ignored=args.all, task=args.task)
     if args.json:

@@ -7,13 +7,13 @@ README and tests that use :mod:`lightplug.testing`. The files come from the text
 
 from __future__ import annotations
 
-import argparse
 import keyword
 import re
 from importlib import resources
 from pathlib import Path
 
 from ..errors import PluginError
+from ._args import ArgumentParser
 
 __all__ = ["main", "render_package", "validate_name", "TASKS"]
 
@@ -99,7 +99,7 @@ def _clash_note(name: str) -> str | None:
 
 def main(argv: list[str]) -> int:
     """Run ``lightplug new-plugin``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="lightplug new-plugin", description="Write a ready-to-install lightplug model plugin package.")
+    parser = ArgumentParser(prog="lightplug new-plugin", description="Write a ready-to-install lightplug model plugin package.")
     parser.add_argument("name", help="the plugin's name: a lower-case Python identifier, e.g. my_model")
     parser.add_argument("--dir", help="where to write it (default: ./lightplug-NAME); must not exist or be empty")
     parser.add_argument("--task", choices=sorted(TASKS), default="classification", help="what the model predicts (default: classification)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import parse_options, parse_value, resolve_checkpoint
+from ..evaluation.options import output_file, parse_options, parse_value, resolve_checkpoint
 
 __all__ = ["main"]
 
@@ -88,7 +88,7 @@ def main(args: list[str]) -> int:
     files = collect_files(opts["input"])  # before the model is loaded: a typo or an empty folder costs no wait
     topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
     given = _detection_values(opts)
-    output = Path(opts.get("output") or "preds.csv")
+    output = output_file("output", opts["output"], "preds.csv") if "output" in opts else Path("preds.csv")
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
     predictor = _predictor(opts)
 
@@ -97,10 +97,14 @@ def main(args: list[str]) -> int:
     settings, draw = _detection_options(given, predictor.meta)
     count, problems, head = predict_files(predictor, files, output, topk=topk, batch_size=batch_size, progress=progress,
                                           settings=settings, draw=draw)
+    if count == 0:  # one line: the first reason, and how many more
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataError(f"no prediction for input={opts['input']}: {problems[0] if problems else 'no sample'}{more}")
     for line in problems:
         print(f"skipped {line}", file=sys.stderr)
-    if count == 0:
-        raise DataError(f"no prediction: none of the inputs under {opts['input']} could be read ({len(problems)} skipped)")
+    labels = sum(c.startswith("label_") for c in head[0])
+    if "topk" in opts and settings is None and labels and topk > labels:
+        print(f"note: topk={topk}, but the model has {labels} classes: wrote all {labels}", file=sys.stderr)
     _print_head(head, count, output, detection=settings is not None)
     if draw:
         print(f"drew the boxes into {output.with_name(output.stem + '_boxes')}")

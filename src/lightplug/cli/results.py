@@ -7,20 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ._args import ArgumentParser, positive_int
 
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"lightplug results: {message}", hint="see `lightplug results --help`")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lightplug results", description=(__doc__ or "").replace("``", ""))
+    parser = ArgumentParser(prog="lightplug results", description=(__doc__ or "").replace("``", ""))
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (or one of its val_predictions CSV files)")
-    parser.add_argument("--worst", type=int, default=20, metavar="N", help="how many cases to show (default 20)")
+    parser.add_argument("--worst", type=positive_int, default=20, metavar="N", help="how many cases to show (default 20)")
     parser.add_argument("--no-image", action="store_true", help="do not write worst.png")
     parser.add_argument("--output", metavar="PNG", help="where to write the image grid (default RUN_DIR/worst.png)")
     return parser
@@ -29,8 +24,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(args: list[str]) -> int:
     """Run ``lightplug results`` with ``args``; returns the exit code."""
     opts = _parser().parse_args(args)
-    if opts.worst < 1:
-        raise ConfigError(f"--worst {opts.worst}: expected at least 1")
 
     from rich.console import Console
     from rich.table import Table

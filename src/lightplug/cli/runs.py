@@ -14,12 +14,14 @@ import argparse
 import csv
 import json
 import os
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LightplugError
 from ..runs import ENV_DB, STATUSES, RunStore, flatten
+from ._args import positive_int
 
 __all__ = ["main"]
 
@@ -33,7 +35,14 @@ def _db(given: str | None) -> RunStore:
     candidates = [given] if given else [env] if env and env.lower() not in ("off", "none", "0", "false") else list(_DEFAULT_DBS)
     for path in candidates:
         if Path(path).is_file():
-            return RunStore(path, create=False)
+            store = RunStore(path, create=False)
+            try:  # a file that is not a runs database: one line, not sqlite's traceback
+                store.list_runs(limit=1)
+            except sqlite3.DatabaseError as exc:
+                raise LightplugError(f"{path}: not a lightplug runs database ({exc})", hint="give --db PATH of a runs.db written by `lightplug train`") from exc
+            return store
+    if given and Path(given).is_dir():
+        raise LightplugError(f"--db {given}: is a folder", hint=f"give the database file, e.g. --db {Path(given) / 'runs.db'}")
     where = " or ".join(candidates)
     raise LightplugError(f"no runs database at {where}", hint="`lightplug train` records each run there; give --db PATH or set LIGHTPLUG_RUNS_DB")
 
@@ -275,7 +284,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p = parser("runs", "List the recorded runs, oldest first. `runs show ID` for one, `runs compare ID ID ...` to compare.")
         p.add_argument("--model", help="only runs of this model")
         p.add_argument("--status", choices=STATUSES, help="only runs in this state")
-        p.add_argument("--limit", type=int, help="only the newest N runs")
+        p.add_argument("--limit", type=positive_int, help="only the newest N runs")
     p.add_argument("--db", help=f"the database (default: ${ENV_DB}, else ./outputs/runs.db, else ./multirun/runs.db)")
     return p
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .. import store
+from ._args import ArgumentParser
 
 __all__ = ["main"]
 
@@ -30,7 +31,7 @@ the store folder is $LIGHTPLUG_STORE (default ~/.lightplug/store)"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightplug store", description="Publish, list and load trained models by name and version.",
+    parser = ArgumentParser(prog="lightplug store", description="Publish, list and load trained models by name and version.",
                                      epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True, metavar="{add,list,show}")
     add = sub.add_parser("add", help="publish a run's best (else last) checkpoint, or a .ckpt file")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.options import parse_options, parse_value, resolve_checkpoint
+from ..evaluation.options import accelerator_choice, output_file, parse_options, parse_value, resolve_checkpoint
 
 __all__ = ["main"]
 
@@ -50,16 +50,18 @@ def main(args: list[str]) -> int:
         print(_HELP)
         return 0
     opts = parse_options(args, _OPTIONS, "lightplug test", prefixes=("data.",))
+    accelerator = accelerator_choice(opts.get("accelerator", "auto"))
+    given = output_file("output", opts["output"], "test_metrics.json") if "output" in opts else None
     path = resolve_checkpoint(opts, "test")
     overrides = {k[len("data."):]: parse_value(v) for k, v in opts.items() if k.startswith("data.")}
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
 
     from ..evaluation.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(path, opts.get("data") or None, overrides, accelerator=opts.get("accelerator", "auto"), progress=progress)
+    report = evaluate_checkpoint(path, opts.get("data") or None, overrides, accelerator=accelerator, progress=progress)
     _print_table(report)
     default = Path("test_metrics.json") if str(path).startswith("store:") else path.parent / "test_metrics.json"
-    out = Path(opts["output"]) if opts.get("output") else default
+    out = given or default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {out}")

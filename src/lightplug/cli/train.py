@@ -17,6 +17,7 @@ from ..config.store import register
 from ..errors import ConfigError, LightplugError
 from ..registry import Registry, get_registry
 from ..schema import Schema
+from ._args import one_line_errors
 
 __all__ = ["main", "register_configs"]
 
@@ -84,6 +85,28 @@ def _help(registry: Registry) -> str:
 
 def _asks_hydra_only(args: list[str]) -> bool:
     return any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc") or a.startswith("--info") for a in args)
+
+
+def _check_flags(args: list[str]) -> list[str]:
+    """Hydra's flags (``--cfg jobb``, ``--bogus``) checked by Hydra's own parser, but as one line, not a usage dump.
+
+    Returns:
+        ``args`` with the flags first: Hydra's parser takes no override after a flag (``model=mlp -m x=1,2``).
+    """
+    if any(a in ("--help", "-h", "--hydra-help", "--shell-completion", "-sc") for a in args):
+        return args
+    from hydra._internal.utils import get_args_parser
+
+    parser = one_line_errors(get_args_parser())
+    parser.prog = "lightplug train"
+    overrides = list(parser.parse_intermixed_args(args).overrides)
+    flags, rest = [], list(overrides)
+    for arg in args:
+        if rest and arg == rest[0]:
+            rest.pop(0)
+        else:
+            flags.append(arg)
+    return flags + overrides
 
 
 class _UserError(BaseException):
@@ -158,7 +181,7 @@ def _task(original_argv: list[str]) -> Any:
 def main(args: list[str]) -> int:
     """Run ``lightplug train`` with ``args`` (everything after ``train``); returns the exit code."""
     original_argv = list(sys.argv)
-    args = _child_args(args)
+    args = _check_flags(_child_args(args))
     registry = get_registry()
     chosen = _choices(args)
     everything = "experiment" in chosen

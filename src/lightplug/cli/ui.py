@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from ..errors import ConfigError, LightplugError
+from ._args import ArgumentParser
 
 __all__ = ["main", "is_loopback"]
 
@@ -32,7 +33,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightplug ui", description="A local web UI: forms from plugin schemas, launch and watch runs.")
+    p = ArgumentParser(prog="lightplug ui", description="A local web UI: forms from plugin schemas, launch and watch runs.")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port; default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --token)")
     p.add_argument("--outputs", default="outputs", help="folder of the run folders (default ./outputs)")
@@ -71,14 +72,14 @@ def main(argv: list[str]) -> int:
         from ..ui.app import create_app
     except ImportError as exc:
         raise LightplugError(f"the UI needs fastapi and uvicorn ({exc})", hint="pip install 'lightplug[ui]'") from exc
+    missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
+    if missing:  # before the outputs folder is created: a refused command leaves nothing behind
+        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
     outputs = Path(args.outputs).expanduser().resolve()
     try:
         outputs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--outputs {args.outputs}: cannot create the folder ({exc.strerror or exc})") from exc
-    missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
-    if missing:
-        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
     app = create_app(outputs, token=args.token, loopback=is_loopback(args.host), data_dirs=[Path(d) for d in args.data_dir])
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]

@@ -10,7 +10,10 @@ from typing import Annotated, Literal, Optional, Union
 from ..plugin import Param
 from ..schema import Schema, schema_from_dataclass
 
-__all__ = ["core_schemas", "run_schema"]
+__all__ = ["core_schemas", "run_schema", "SEED_MAX"]
+
+#: The largest seed ``seed_everything`` (numpy's legacy generator) accepts: 2**32 - 1.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass
@@ -47,7 +50,7 @@ class OptimizerRules:
     weight_decay: Annotated[float, Param(ge=0, help="L2 penalty / decoupled weight decay")] = 0.0
     momentum: Annotated[float, Param(ge=0, lt=1, help="momentum (sgd, rmsprop)")] = 0.9
     nesterov: Annotated[bool, Param(help="Nesterov momentum (sgd)")] = False
-    betas: Annotated[list[float], Param(ge=0, lt=1, help="Adam betas")] = field(default_factory=lambda: [0.9, 0.999])
+    betas: Annotated[list[float], Param(ge=0, lt=1, min_items=2, max_items=2, help="Adam betas")] = field(default_factory=lambda: [0.9, 0.999])
     eps: Annotated[float, Param(gt=0, help="numerical stability term")] = 1e-8
     alpha: Annotated[float, Param(gt=0, lt=1, help="smoothing constant (rmsprop)")] = 0.99
 
@@ -91,7 +94,7 @@ class ExportRules:
 class RunRules:
     """Top-level keys of the run (checked without a prefix)."""
 
-    seed: Annotated[int, Param(ge=0, help="seed of every random generator")] = 42
+    seed: Annotated[int, Param(ge=0, le=SEED_MAX, help="seed of every random generator")] = 42
     threads: Annotated[Optional[int], Param(ge=1, le=1024, help="torch threads per process (null: all cores, shared among CPU DDP ranks)")] = None
     monitor: Annotated[Optional[str], Param(help="metric for checkpoints, early stopping and sweeps")] = None
     monitor_mode: Annotated[Optional[str], Param(choices=("min", "max"), help="whether lower or higher is better")] = None

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..metric_names import monitor_problem, plugin_traits
 from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
-from .preflight import checkpoint_problems
+from .preflight import checkpoint_problems, unknown_top_keys
+from .values import coerce, data_problems
 
-__all__ = ["RunConfig", "finalize", "coerce"]
+__all__ = ["RunConfig", "finalize", "coerce", "data_problems"]
 
 #: The metric each task monitors by default, and whether higher is better.
 DEFAULT_MONITOR = {
@@ -57,20 +59,6 @@ def plain_choices(choices: Any) -> dict[str, Any]:
 
     container = OmegaConf.to_container(choices) if choices is not None else {}
     return _plain(container) if isinstance(container, dict) else {}
-
-
-def coerce(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
-    """Give every value its field's Python type (3 -> 3.0 for floats, 3 -> "3" for strings)."""
-    out = dict(values)
-    for spec in schema.fields:
-        value = out.get(spec.name)
-        if value is None:
-            continue
-        if spec.item_type == "float":
-            out[spec.name] = [float(v) for v in value] if isinstance(value, list) else float(value)
-        elif spec.item_type == "str":
-            out[spec.name] = [str(v) for v in value] if isinstance(value, list) else str(value)
-    return out
 
 
 def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: list[str], notes: list[str]) -> None:
@@ -131,6 +119,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         data_values["layout"] = cfg.data.layout = "flat" if "in_features" in names and "in_channels" not in names else "image"
     if not problems:
         data_obj = data_plugin.instantiate(coerce(data_plugin.schema, data_values))
+        problems += data_problems(data_obj)
+    if not problems:
         facts = dict(data_obj.facts(data_obj.cfg))
     with open_dict(cfg):
         cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
@@ -139,7 +129,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     resolved.pop("hydra", None)
 
     model_problems = check_values(model_schema, resolved["model"], prefix="model", owner=model_name)
-    problems += model_problems
+    problems += unknown_top_keys(resolved) + model_problems
     problems += _callback_plugins(registry, resolved)
     for key, schema in core_schemas().items():
         problems += check_values(schema, resolved.get(key) or {}, prefix=key, owner=key, partial=True)
@@ -151,6 +141,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
                         f"(choose data for {task}, see `lightplug data`)")
     if not model_problems:  # the plugin's own rules, reported with the other sections' problems
         problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
+    if not problems and resolved.get("monitor") is not None:
+        problems += _monitor_problems(registry, model_ref, resolved, task or "classification", facts, model_name)
     if problems:
         raise ConfigError("invalid config", problems=problems)
 
@@ -195,6 +187,19 @@ def _plugin_check(registry: Registry, ref: Any, values: dict[str, Any]) -> list[
         return []
     plugin = loaded.instantiate(values)
     return [str(p) for p in plugin.check(plugin.cfg)]
+
+
+def _monitor_problems(registry: Registry, ref: Any, resolved: dict[str, Any], task: str, facts: dict[str, Any], name: str) -> list[str]:
+    """``monitor=`` naming a metric this run never logs (see :mod:`lightplug.metric_names`)."""
+    monitor = str(resolved["monitor"])
+    free = any(k not in _BUILTIN_CALLBACKS for k in resolved.get("callbacks") or {})  # a callback plugin may log anything
+    traits = (registry.cached(ref) or {}).get("traits")
+    if traits is None:  # not cached: load the plugin only when the name is not one every run of the task logs
+        if monitor_problem(monitor, task, facts, {}, name, free) is None:
+            return []
+        traits = plugin_traits(registry.load(ref).cls)
+    problem = monitor_problem(monitor, task, facts, traits, name, free)
+    return [problem] if problem else []
 
 
 def _guess_mode(metric: str) -> str:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from ..plugin import DataPlugin, Param
+from ..plugin import Param
 from .detection_config import DetectionAugment
-from .plugins import LoaderConfig
+from .plugins import LoaderConfig, LoaderData
 
 __all__ = ["Coco", "CocoConfig", "Yolo", "YoloConfig"]
 
@@ -58,7 +58,7 @@ def _facts(names: list[str], cfg: Any) -> dict[str, Any]:
             "label_names": list(names)}
 
 
-class Coco(DataPlugin):
+class Coco(LoaderData):
     """Your own boxes in a COCO JSON file (as CVAT, Label Studio or Roboflow export them) and a folder of images."""
 
     task = "detection"
@@ -76,7 +76,7 @@ class Coco(DataPlugin):
         return coco_datamodule(cfg)
 
 
-class Yolo(DataPlugin):
+class Yolo(LoaderData):
     """Your own boxes in the Ultralytics (YOLO) layout: a data YAML, images/ and labels/*.txt (class cx cy w h)."""
 
     task = "detection"

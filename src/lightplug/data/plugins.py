@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional
 from ..errors import DataError
 from ..plugin import DataPlugin, Param
 
-__all__ = ["Digits", "Diabetes", "Synthetic", "ImageFolder", "IMAGE_SUFFIXES"]
+__all__ = ["Digits", "Diabetes", "Synthetic", "ImageFolder", "IMAGE_SUFFIXES", "LoaderConfig", "LoaderData", "split_problems"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -28,12 +28,33 @@ class LoaderConfig:
     split_seed: Annotated[int, Param(ge=0, help="seed of the train/val/test split", group="split")] = 0
 
 
+def split_problems(cfg: Any) -> list[str]:
+    """The rule of :class:`LoaderConfig`'s split: validation and test shares leave a training share.
+
+    Example:
+        >>> split_problems(LoaderConfig(val_fraction=0.6, test_fraction=0.6))  # doctest: +ELLIPSIS
+        ['data.val_fraction=0.6 with data.test_fraction=0.6: ... below 1)']
+    """
+    val, test = float(cfg.val_fraction), float(cfg.test_fraction)
+    if val + test < 1:
+        return []
+    return [f"data.val_fraction={val:g} with data.test_fraction={test:g}: no sample is left for training "
+            f"(the two shares must add up to less than 1)"]
+
+
+class LoaderData(DataPlugin):
+    """A data plugin whose ``Config`` extends :class:`LoaderConfig`: its split is checked before a run starts."""
+
+    def check(self, cfg: Any) -> list[str]:
+        return split_problems(cfg)
+
+
 @dataclass
 class DigitsConfig(LoaderConfig):
     layout: Annotated[Literal["auto", "image", "flat"], Param(help="1x8x8 images or 64 features; auto: what the model takes")] = "auto"
 
 
-class Digits(DataPlugin):
+class Digits(LoaderData):
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes)."""
 
     task = "classification"
@@ -54,7 +75,7 @@ class DiabetesConfig(LoaderConfig):
     batch_size: Annotated[int, Param(ge=1, le=65536, help="samples per batch")] = 32
 
 
-class Diabetes(DataPlugin):
+class Diabetes(LoaderData):
     """scikit-learn's bundled diabetes data: 10 standardised features, disease progression as target."""
 
     task = "regression"
@@ -82,7 +103,7 @@ class SyntheticConfig(LoaderConfig):
     seed: Annotated[int, Param(ge=0, help="seed of the generator")] = 0
 
 
-class Synthetic(DataPlugin):
+class Synthetic(LoaderData):
     """Seeded random images (or features): a noisy pattern per class, or a linear target. Any shape."""
 
     task = "classification"
@@ -164,7 +185,7 @@ def scan_image_folder(root: str) -> tuple[dict[str, list[Path]], dict[str, dict[
     return classes_of(base), None
 
 
-class ImageFolder(DataPlugin):
+class ImageFolder(LoaderData):
     """Your own images: a folder per class; resized, normalised and augmented from config."""
 
     task = "classification"

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from ..errors import DataError
-from ..plugin import DataPlugin, Param
+from ..plugin import Param
 from .detection_config import DetectionAugment
-from .plugins import LoaderConfig
+from .plugins import LoaderConfig, LoaderData, split_problems
 
 __all__ = ["Shapes", "ShapesConfig", "SHAPE_NAMES", "OBJECT_NAMES"]
 
@@ -35,11 +35,15 @@ class ShapesConfig(LoaderConfig, DetectionAugment):
     batch_size: Annotated[int, Param(ge=1, le=65536, help="samples per batch")] = 32
 
 
-class Shapes(DataPlugin):
+class Shapes(LoaderData):
     """Seeded images of circles, squares and triangles (random sizes, positions, colours) with masks or boxes."""
 
     task = "segmentation"
     Config = ShapesConfig
+
+    def check(self, cfg: ShapesConfig) -> list[str]:
+        size = [f"data.min_size={cfg.min_size:g} is above data.max_size={cfg.max_size:g} (make min_size <= max_size)"] if cfg.min_size > cfg.max_size else []
+        return split_problems(cfg) + size
 
     def facts(self, cfg: ShapesConfig) -> dict[str, Any]:
         if cfg.min_size > cfg.max_size:

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from ..metric_names import metric_key
+
 __all__ = ["ConfusionMatrix", "per_class_accuracy", "write_confusion_csv", "confusion_figure", "send_figure", "metric_key"]
 
 #: Above this many classes the counts are not printed in the cells, nor the names on the axes.
 _ANNOTATE_MAX = 20
-
-
-def metric_key(label: str) -> str:
-    """A label made safe for a metric name: ``"sea lion"`` -> ``"sea_lion"``."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(label)).strip("_") or "_"
 
 
 def per_class_accuracy(matrix: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ def data_config_from_meta(meta: dict[str, Any], name: str | None = None, overrid
     Raises:
         ConfigError: a value breaks the data plugin's rules (every problem listed).
     """
-    from ..config.finalize import coerce
+    from ..config.values import coerce, data_problems
     from ..registry import get_registry
     from ..schema import check_values
 
@@ -46,9 +46,12 @@ def data_config_from_meta(meta: dict[str, Any], name: str | None = None, overrid
     if "layout" in names and values.get("layout", "auto") == "auto" and layout in ("image", "flat"):
         values["layout"] = layout  # the model takes what it was trained on
     problems = check_values(loaded.schema, values, prefix="data", owner=data_name, partial=True)
+    config = coerce(loaded.schema, {**loaded.schema.defaults(), **values})
+    if not problems:  # the plugin's rules across fields (data.val_fraction + data.test_fraction < 1)
+        problems = data_problems(loaded.instantiate(config))
     if problems:
         raise ConfigError("invalid data config", problems=problems)
-    return data_name, coerce(loaded.schema, {**loaded.schema.defaults(), **values})
+    return data_name, config
 
 
 def _check_facts(meta: dict[str, Any], facts: dict[str, Any], label_names: list[str], data_name: str) -> None:
@@ -108,19 +111,13 @@ def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_ove
         ``{"checkpoint", "model", "task", "data": {"name", "config"}, "split", "num_samples", "metrics"}``.
     """
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from .._logging import quiet_lightning
     from ..checkpoint import model_from_checkpoint, read_checkpoint
     from ..module import PluginModule
 
     quiet_lightning()
-    ckpt = read_checkpoint(path)
-    meta = ckpt["lightplug"]
-    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
-    name, values, dm = build_datamodule(meta, data_name, data_overrides)
-    run_cfg = dict(meta.get("config") or {})
-    run_cfg.setdefault("facts", dict(meta.get("facts") or {}))
-    module = PluginModule(net, plugin, run_cfg, meta)
     for logger_name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(logger_name).setLevel(logging.WARNING)  # "GPU available: False ..." says nothing here
     callbacks: list[Any] = []
@@ -128,8 +125,19 @@ def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_ove
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=False))
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=progress, callbacks=callbacks, default_root_dir=str(Path(path).parent))
+    try:  # before the checkpoint is read: an accelerator this machine lacks costs no wait
+        trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=progress, callbacks=callbacks, default_root_dir=str(Path(path).parent))
+    except (ValueError, RuntimeError, ImportError, MisconfigurationException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"accelerator={accelerator}: cannot be used here ({first[:200]})", hint="use accelerator=cpu or auto") from exc
+    ckpt = read_checkpoint(path)
+    meta = ckpt["lightplug"]
+    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
+    name, values, dm = build_datamodule(meta, data_name, data_overrides)
+    run_cfg = dict(meta.get("config") or {})
+    run_cfg.setdefault("facts", dict(meta.get("facts") or {}))
+    module = PluginModule(net, plugin, run_cfg, meta)
     try:
         results = trainer.test(module, datamodule=dm, verbose=False)
     except RuntimeError as exc:

@@ -149,8 +149,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def _columns(task: str, meta: dict[str, Any], topk: int, outputs: int) -> list[str]:
     names = [str(n) for n in meta.get("label_names") or []]
-    if task == "classification":
-        return ["file", "row"] + [c for i in range(1, topk + 1) for c in (f"label_{i}", f"confidence_{i}")]
+    if task == "classification":  # topk above the number of classes: every class, as the rows have them
+        return ["file", "row"] + [c for i in range(1, min(topk, outputs) + 1) for c in (f"label_{i}", f"confidence_{i}")]
     if task == "regression":
         return ["file", "row"] + (["value"] if outputs == 1 else [f"value_{n}" for n in (names if len(names) == outputs else map(str, range(outputs)))])
     return ["file", "row", "mask"] + [f"fraction_{n}" for n in (names if len(names) == outputs else map(str, range(outputs)))]

@@ -15,6 +15,7 @@ Rules, from the checkpoint's ``preprocessing``:
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,9 @@ class InputReader:
             values = np.moveaxis(values, -1, -3)  # channels-last images
         batch = normalise(_scale(values.reshape(-1, *self.shape), self.pre), self.pre, self.shape)
         for i, sample in enumerate(batch):
+            if not np.isfinite(sample).all():  # NaN or inf in an array: refused, as in a CSV row
+                self.problems.append(f"{file}: sample {i} holds NaN or infinite values")
+                continue
             yield Sample(str(file), rows[i] if i < len(rows) else i, sample)
 
     def _image(self, file: Path) -> Iterator[Sample]:
@@ -186,7 +190,8 @@ class InputReader:
     def _csv(self, file: Path) -> Iterator[Sample]:
         try:
             with file.open(newline="") as f:
-                lines = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+                reader = csv.reader(f)
+                lines = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             self.problems.append(f"{file}: not a readable CSV file ({type(exc).__name__})")
             return
@@ -194,19 +199,24 @@ class InputReader:
             self.problems.append(f"{file}: no rows")
             return
         columns: list[int] | None = None
-        if not all(_is_number(c) for c in lines[0]):
-            header = [c.strip() for c in lines.pop(0)]
+        if not all(_is_number(c) for c in lines[0][1]):
+            header = [c.strip() for c in lines.pop(0)[1]]
             names = list(self.pre.get("feature_names") or [])
             if names and all(n in header for n in names):
                 columns = [header.index(n) for n in names]
         good, rows = [], []
-        for r, line in enumerate(lines):
+        for r, (number, line) in enumerate(lines):
             cells = [line[i] for i in columns] if columns else line
             bad = next((c for c in cells if not _is_number(c)), None)
             if bad is not None:
-                self.problems.append(f"{file} row {r}: non-numeric value {bad.strip()!r}")
+                self.problems.append(f"{file}:{number}: non-numeric value {bad.strip()!r}")
                 continue
-            good.append([float(c) for c in cells])
+            values = [float(c) for c in cells]
+            odd = next((c for c, v in zip(cells, values) if not math.isfinite(v)), None)
+            if odd is not None:  # NaN or inf would give NaN confidences: the row is refused, not predicted
+                self.problems.append(f"{file}:{number}: {odd.strip()!r} is not a finite number")
+                continue
+            good.append(values)
             rows.append(r)
         widths = {len(g) for g in good}
         if len(widths) > 1:

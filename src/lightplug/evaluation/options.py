@@ -9,7 +9,10 @@ from typing import Any
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["parse_options", "parse_value", "resolve_checkpoint"]
+__all__ = ["parse_options", "parse_value", "resolve_checkpoint", "output_file", "accelerator_choice", "ACCELERATORS"]
+
+#: The accelerators ``lightplug test`` takes (Lightning's names); whether one is present is known once torch is loaded.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
 def parse_value(text: str) -> Any:
@@ -93,3 +96,46 @@ def resolve_checkpoint(opts: dict[str, str], command: str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"ckpt={ckpt}: no such checkpoint file")
     return path
+
+
+def output_file(key: str, text: str, example: str) -> Path:
+    """The file ``key=text`` names, refused before any work when it cannot be written: empty, an existing folder,
+    a path through a file, or a folder without write permission. Missing folders are fine (they are created).
+
+    Args:
+        key: the option (``output``).
+        text: its value.
+        example: a file name for the hint (``preds.csv``).
+
+    Raises:
+        ConfigError: naming ``key``, the value and the reason.
+    """
+    import os
+
+    if not text.strip():
+        raise ConfigError(f"{key}=: empty", hint=f"give a file name, e.g. {key}={example}")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{key}={text}: is a folder, not a file", hint=f"give a file name, e.g. {key}={Path(text) / example}")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={text}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={text}: cannot write in {probe.resolve()} (permission denied)", hint=f"choose another {key}=")
+    return path
+
+
+def accelerator_choice(text: str) -> str:
+    """``accelerator=`` of ``lightplug test``: one of :data:`ACCELERATORS` (close matches for typos).
+
+    Raises:
+        ConfigError: not an accelerator name.
+    """
+    value = text.strip().lower()
+    if value not in ACCELERATORS:
+        close = difflib.get_close_matches(value, list(ACCELERATORS), n=1)
+        did = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"accelerator={text}: not one of {', '.join(ACCELERATORS)}" + (f" ({did.strip()})" if did else ""))
+    return value

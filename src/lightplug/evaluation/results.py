@@ -11,6 +11,7 @@ the data module rebuilt from the checkpoint's ``data`` section, de-normalised wi
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,39 @@ def load_results(path: str | Path) -> tuple[Path, Path, list[dict[str, str]]]:
             raise DataError(f"{path}: no {PREDICTIONS_FILE} in this run folder", hint="it is written at the first validation of a run")
     else:
         raise DataError(f"{path}: no such run folder or file")
-    with file.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        data = file.read_bytes()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{file}:{line}: not UTF-8 text (byte {data[exc.start]:#04x})", hint=f"it is not a {PREDICTIONS_FILE} written by lightplug") from exc
+    except (csv.Error, OSError) as exc:
+        raise DataError(f"{file}: cannot be read as CSV ({exc})") from exc
     if not rows:
         raise DataError(f"{file}: no rows")
+    _check_rows(file, rows)
     return run, file, rows
+
+
+#: The columns each task's rows need, and which of them must hold numbers.
+_COLUMNS = {"detection": (("id", "true_boxes", "pred_boxes", "matched", "ap50"), ("true_boxes", "pred_boxes", "matched", "ap50")),
+            "segmentation": (("id", "target", "prediction", "confidence", "loss", "iou"), ("iou",)),
+            "regression": (("id", "target", "prediction", "confidence", "loss"), ("confidence",)),
+            "classification": (("id", "target", "prediction", "confidence", "loss", "correct"), ("confidence",))}
+
+
+def _check_rows(file: Path, rows: list[dict[str, str]]) -> None:
+    """The columns the ranking reads are there and hold numbers; the first bad cell is named by file:line."""
+    columns, numeric = _COLUMNS[task_of(rows)]
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise DataError(f"{file}: no column {', '.join(missing)}", hint=f"it is not a {PREDICTIONS_FILE} written by lightplug")
+    for line, row in enumerate(rows, start=2):
+        for column in numeric:
+            try:
+                float(row[column] or "nan")
+            except (TypeError, ValueError):
+                raise DataError(f"{file}:{line}: {column}={row[column]!r} is not a number") from None
 
 
 def task_of(rows: list[dict[str, str]]) -> str:

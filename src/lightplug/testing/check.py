@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import LightplugError, PluginError
+from ..errors import ConfigError, LightplugError, PluginError
 from ..registry import KINDS, LoadedPlugin, Registry, get_registry
 from ..schema import Schema, check_values
 from .report import FAIL, PASS, SKIP, CheckReport, CheckResult
@@ -158,6 +158,9 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
     Returns:
         The report; ``report.ok`` is True when no check failed, ``report.raise_for_failures()`` fails a test.
 
+    Raises:
+        ConfigError: ``overrides`` break the plugin's schema (``hidden="abc"``); nothing is checked then.
+
     Example:
         >>> from lightplug.testing import check_plugin
         >>> check_plugin("mlp").raise_for_failures()  # doctest: +SKIP
@@ -166,7 +169,16 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
     report = CheckReport(name, kind)
     loaded, result = _load(name, kind, registry)
     report.results.append(result)
+    prefix = f"{'callbacks' if kind == 'callback' else kind}."
+    values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
     if loaded is not None:
+        bad = check_values(loaded.schema, values, prefix="", owner=name, partial=True)
+        cls: Any = loaded.cls
+        if not bad and values and kind in ("model", "data") and cls.overrides("check") and not missing_values(config_values(loaded.schema, values)):
+            plugin = loaded.instantiate(config_values(loaded.schema, values))  # the plugin's rules across fields, for the values given
+            bad = [str(p) for p in plugin.check(plugin.cfg)]
+        if bad:  # the values given break the plugin's rules: nothing is built with them
+            raise ConfigError(f"{name}: invalid settings", problems=bad)
         ref = loaded.ref
         report.source = f"{ref.dist or ref.source} {ref.version or ''}".strip() + f", {ref.target}"
         report.planned = ["load", *_planned(loaded)]
@@ -174,8 +186,6 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
         on_result(report, result)
     if loaded is None:
         return report
-    prefix = f"{'callbacks' if kind == 'callback' else kind}."
-    values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
     if kind == "model":
         from .model_checks import run_model_checks
 

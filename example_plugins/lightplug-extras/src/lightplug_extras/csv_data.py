@@ -101,6 +101,12 @@ class CsvTable(DataPlugin):
     task = "classification"
     Config = CsvConfig
 
+    def check(self, cfg: CsvConfig) -> list[str]:
+        if cfg.val_fraction + cfg.test_fraction >= 1:
+            return [f"data.val_fraction={cfg.val_fraction:g} with data.test_fraction={cfg.test_fraction:g}: no row is left for training "
+                    "(the two shares must add up to less than 1)"]
+        return []
+
     def facts(self, cfg: CsvConfig) -> dict[str, Any]:
         features, _, y = read_table(cfg)
         task = _task(cfg, y)

@@ -15,7 +15,7 @@ export function literal(value) {
   if (value === null) return "null";
   if (Array.isArray(value)) return `[${value.map(literal).join(",")}]`;
   if (typeof value === "boolean") return value ? "true" : "false";
-  if (typeof value === "number") return String(value);
+  if (typeof value === "number") return Number.isFinite(value) ? String(value) : Number.isNaN(value) ? "nan" : value > 0 ? "inf" : "-inf";
   const text = String(value);
   const plain = /^[A-Za-z_][A-Za-z0-9_\-./]*$/.test(text) && !/^(true|false|null|nan|inf)$/i.test(text);
   return plain ? text : `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
@@ -24,6 +24,7 @@ export function literal(value) {
 /** How Python's str() shows a value in lightplug's messages. */
 function shown(value) {
   if (value === null) return "null";
+  if (typeof value === "number" && !Number.isFinite(value)) return literal(value);
   if (Array.isArray(value)) return `[${value.map((v) => (typeof v === "string" ? `'${v}'` : shown(v))).join(", ")}]`;
   if (typeof value === "boolean") return value ? "True" : "False";
   return String(value);
@@ -72,10 +73,9 @@ export class Field {
     } else if (this.type === "boolean") {
       input = el("select", { id, name: this.key }, ["null", "true", "false"].map((v) => el("option", { value: v }, v)));
     } else if (this.type === "integer" || this.type === "number") {
-      const bounds = {};
-      if (rules.minimum !== undefined) bounds.min = rules.minimum;
-      if (rules.maximum !== undefined) bounds.max = rules.maximum;
-      input = el("input", { id, name: this.key, type: "number", step: this.type === "integer" ? "1" : "any", inputmode: "decimal", ...bounds });
+      // a text input: what is typed stays there ("abc" does not vanish, "12abc" does not become 12) and is checked below
+      input = el("input", { id, name: this.key, type: "text", class: "number", inputmode: this.type === "integer" ? "numeric" : "decimal",
+                            spellcheck: "false", autocomplete: "off" });
     } else {
       input = el("input", { id, name: this.key, type: "text", spellcheck: "false", autocomplete: "off" });
     }
@@ -137,7 +137,6 @@ export class Field {
     if (input.tagName === "SELECT") return JSON.parse(input.value);
     if (input.type === "checkbox") return input.checked;
     const text = input.value.trim();
-    if (input.validity && input.validity.badInput) return { bad: input.value };
     if (text === "") return this.optional && !this.bound && this.hasDefault && this.default !== null ? null : undefined;
     if (this.type === "array") return text.split(",").map((t) => t.trim()).filter((t) => t !== "").map((t) => this.parseItem(t));
     return this.parseItem(text);
@@ -145,9 +144,11 @@ export class Field {
 
   parseItem(text) {
     if (this.itemType === "integer" || this.itemType === "number") {
-      if (/^[+-]?(nan)$/i.test(text)) return NaN;
-      const num = Number(text);
-      return text !== "" && !Number.isNaN(num) ? num : { bad: text };
+      // as the command line reads it: digits (and, for floats, a fraction or exponent), inf or nan; anything else is kept as typed
+      if (/^[+-]?nan$/i.test(text)) return NaN;
+      if (/^[+-]?inf(inity)?$/i.test(text)) return text.startsWith("-") ? -Infinity : Infinity;
+      const pattern = this.itemType === "integer" ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+      return pattern.test(text) ? Number(text) : { bad: text };
     }
     if (this.itemType === "boolean") return /^true$/i.test(text) ? true : /^false$/i.test(text) ? false : { bad: text };
     return text;
@@ -169,11 +170,23 @@ export class Field {
     const help = this.help ? ` (${this.owner}: ${this.help})` : "";
     if (value === undefined) return this.required ? `${this.key}: missing value, set ${this.key}=...${help}` : null;
     const items = this.type === "array" && Array.isArray(value) ? value : [value];
+    const count = this.lengthRule(items.length);
+    if (this.type === "array" && Array.isArray(value) && count) return `${this.key}=${this.shownValue(value)}: expected ${count}, got ${items.length}${help}`;
     for (const item of items) {
       const why = this.whyNot(item);
       if (why) return `${this.key}=${this.shownValue(value)}: ${why}${help}`;
     }
     return null;
+  }
+
+  /** The list-length rule ("2 items", "at least 1 item") when a list of ``length`` items breaks it, else null. */
+  lengthRule(length) {
+    const low = this.prop.minItems, high = this.prop.maxItems;
+    if ((low === undefined || length >= low) && (high === undefined || length <= high)) return null;
+    const items = (n) => `${n} item${n === 1 ? "" : "s"}`;
+    if (low !== undefined && low === high) return items(low);
+    if (low !== undefined && high !== undefined) return `${low} to ${high} items`;
+    return low !== undefined ? `at least ${items(low)}` : `at most ${items(high)}`;
   }
 
   shownValue(value) {
@@ -192,6 +205,7 @@ export class Field {
     if (r.enum && !r.enum.some((c) => c === value)) return `not one of ${r.enum.join(", ")}`;
     if (typeof value === "number") {
       if (Number.isNaN(value)) return "must be a number, got nan";
+      if (!Number.isFinite(value) && r["x-finite"] !== false && this.prop["x-finite"] !== false) return `must be a finite number, got ${literal(value)}`;
       if (r.minimum !== undefined && value < r.minimum) return `below the minimum ${r.minimum}`;
       if (r.exclusiveMinimum !== undefined && value <= r.exclusiveMinimum) return `must be greater than ${r.exclusiveMinimum}`;
       if (r.maximum !== undefined && value > r.maximum) return `above the maximum ${r.maximum}`;
