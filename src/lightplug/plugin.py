@@ -4,7 +4,7 @@ This module imports neither torch nor lightning, so a plugin package can import 
 without slowing down ``lightplug models``.
 
 Tier 0 needs none of this: any ``nn.Module`` whose ``__init__`` parameters are typed and defaulted is a
-plugin (see :func:`lightplug.schema.schema_from_signature`). Tier 1 subclasses :class:`ModelPlugin`::
+plugin (see :func:`lightplug.signatures.schema_from_signature`). Tier 1 subclasses :class:`ModelPlugin`::
 
     @dataclass
     class ResNetConfig:
