@@ -21,15 +21,15 @@ PLUGINS = {
     "bad_untyped": ('''
 from torch import nn
 class Net(nn.Module):
-    """An untyped parameter."""
-    def __init__(self, hidden=32, num_classes: int = 10):
+    """An untyped parameter without a default (with a default it would take the default's type)."""
+    def __init__(self, hidden, num_classes: int = 10):
         super().__init__()
 ''', ["parameter 'hidden' has no type annotation"], True),
     "bad_type": ('''
 from torch import nn
 class Net(nn.Module):
-    """A parameter of a type a config cannot hold."""
-    def __init__(self, scale: complex = 1j, num_classes: int = 10):
+    """A parameter of a type a config cannot hold, without a default (with one it would be kept fixed)."""
+    def __init__(self, scale: complex, num_classes: int = 10):
         super().__init__()
 ''', ["'scale'", "unsupported type"], True),
     "bad_build": ('''

@@ -121,7 +121,7 @@ def test_every_installed_example_builds_through_the_python_api(name: str) -> Non
 def test_doctor_reports_versions_accelerators_and_broken_plugins(site_env: tuple[Path, dict[str, str]]) -> None:
     site, env = site_env
     make_dist(site, "lp-bad-schema", entry_points={"lightplug.models": {"untyped": "lp_bad_schema:Net"}},
-              modules={"lp_bad_schema.py": "from torch import nn\nclass Net(nn.Module):\n    def __init__(self, width=3):\n        super().__init__()\n"})
+              modules={"lp_bad_schema.py": "from torch import nn\nclass Net(nn.Module):\n    def __init__(self, width):\n        super().__init__()\n"})
     out = run_cli("doctor", "--json", env=env)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

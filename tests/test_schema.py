@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Optional, Union
 import pytest
 
 from lightplug import Param, PluginError
-from lightplug.schema import Schema, check_values, schema_from_dataclass, schema_from_signature
+from lightplug.schema import Schema, check_values, schema_from_dataclass
+from lightplug.signatures import schema_from_signature
 
 
 class Net:
@@ -65,9 +66,18 @@ def test_wrong_types_are_refused_and_ints_accepted_for_floats() -> None:
     assert check_values(s, {"scales": [1.0, -1.0]}, "model", "m", partial=True)
 
 
-def test_unsupported_type_and_bad_default_are_plugin_errors() -> None:
+def test_unsupported_type_is_fixed_at_its_default_or_a_plugin_error_without_one() -> None:
+    class Kept:
+        def __init__(self, x: dict = {}, width: int = 3) -> None:  # noqa: B006
+            pass
+
+    s = schema_from_signature(Kept.__init__, "kept")
+    assert s["x"].fixed and s["x"].default == "{}" and not s["width"].fixed
+    assert check_values(s, {"x": "{}"}, "model", "kept") == []
+    assert "fixed at {}" in check_values(s, {"x": "{'a': 1}"}, "model", "kept", partial=True)[0]
+
     class Bad:
-        def __init__(self, x: dict = {}) -> None:  # noqa: B006
+        def __init__(self, x: dict) -> None:
             pass
 
     with pytest.raises(PluginError, match="unsupported type"):

@@ -50,7 +50,12 @@ def build_model(name_or_path: str, **overrides: Any) -> Any:
         problems = [str(p) for p in plugin.check(plugin.cfg) or []]
         if problems:
             raise ConfigError("invalid model settings", problems=problems)
-    return plugin.build(plugin.cfg)
+    net = plugin.build(plugin.cfg)
+    if getattr(plugin, "loads_weights_file", False) and values.get("weights_file"):  # import paths: model.weights_file=PATH
+        from .weights import load_weights_file
+
+        load_weights_file(getattr(net, "inner_model", net), values["weights_file"])
+    return net
 
 
 def train(*overrides: str) -> float | None:

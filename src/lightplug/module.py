@@ -11,23 +11,11 @@ from torch import nn
 
 from .metrics import detection_metric, metric_inputs, summarise_detection, task_metrics
 from .optim import build_optimizer, build_scheduler
+from .outputs import auxiliary_logits, split_outputs
 from .plugin import DetectionSettings
 from .tasks import default_loss
 
 __all__ = ["PluginModule", "split_outputs", "sum_losses"]
-
-
-def split_outputs(outputs: Any) -> tuple[Any, torch.Tensor | None, dict[str, torch.Tensor]]:
-    """Separate what a model returned into predictions, a loss it computed, and named loss parts.
-
-    A model may return predictions, ``(predictions, loss)``, or a dict of losses (torchvision detectors).
-    """
-    if isinstance(outputs, tuple) and len(outputs) == 2 and torch.is_tensor(outputs[1]) and outputs[1].ndim == 0:
-        return outputs[0], outputs[1], {}
-    if isinstance(outputs, dict) and outputs and all(torch.is_tensor(v) and v.ndim == 0 for v in outputs.values()):
-        parts = {str(k).removeprefix("loss_"): v for k, v in outputs.items()}
-        return None, torch.stack(list(outputs.values())).sum(), parts
-    return outputs, None, {}
 
 
 def sum_losses(loss: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -103,7 +91,15 @@ class PluginModule(L.LightningModule):
         if self._hook("loss"):
             loss, parts = sum_losses(self.plugin.loss(preds, batch))
         else:
-            loss = default_loss(self.task, preds, batch["target"], self._label_smoothing if self.training else 0.0)
+            smoothing = self._label_smoothing if self.training else 0.0
+            loss = default_loss(self.task, preds, batch["target"], smoothing)
+            extra = auxiliary_logits(outputs, preds) if self.training else []  # GoogLeNet, Inception v3, torchvision segmentation
+            if extra:
+                parts = {"main": loss.detach()}
+                for name, logits, weight in extra:
+                    part = default_loss(self.task, logits, batch["target"], smoothing)
+                    parts[name] = part.detach()
+                    loss = loss + weight * part
         if aux is not None:
             parts = {**parts, "task": loss.detach(), "aux": aux.detach()}
             loss = loss + aux

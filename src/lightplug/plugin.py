@@ -4,7 +4,7 @@ This module imports neither torch nor lightning, so a plugin package can import 
 without slowing down ``lightplug models``.
 
 Tier 0 needs none of this: any ``nn.Module`` whose ``__init__`` parameters are typed and defaulted is a
-plugin (see :func:`lightplug.schema.schema_from_signature`). Tier 1 subclasses :class:`ModelPlugin`::
+plugin (see :func:`lightplug.signatures.schema_from_signature`). Tier 1 subclasses :class:`ModelPlugin`::
 
     @dataclass
     class ResNetConfig:
@@ -24,19 +24,27 @@ plugin (see :func:`lightplug.schema.schema_from_signature`). Tier 1 subclasses :
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NewType
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["Param", "ModelPlugin", "DataPlugin", "CallbackPlugin", "DetectionSettings", "TASKS", "DATA_FACTS", "RAW_OUTPUT_FORMATS"]
+__all__ = ["Param", "ImportPath", "ModelPlugin", "DataPlugin", "CallbackPlugin", "DetectionSettings", "TASKS", "DATA_FACTS", "FACT_ALIASES",
+           "RAW_OUTPUT_FORMATS"]
 
 #: Tasks the core knows: each has a default loss, metrics, monitored metric and output check.
 TASKS = ("classification", "regression", "segmentation", "detection")
 
 #: Model fields with these names are bound to the selected data module's facts unless set explicitly.
 DATA_FACTS = ("num_classes", "in_channels", "in_features", "image_size", "num_outputs")
+
+#: Other spellings of the data facts in the ecosystem (timm's ``in_chans`` and ``img_size``): bound the same way.
+FACT_ALIASES = {"in_chans": "in_channels", "img_size": "image_size"}
+
+#: The type of a field whose value is an import path (``pkg.mod:Name`` or ``pkg.mod.Name``) to a class or a
+#: function, e.g. a ``norm_layer``: the core imports it when the model is built, because the user typed it.
+ImportPath = NewType("ImportPath", str)
 
 
 #: Raw output layouts the core can post-process without the plugin (``predict model=FILE.onnx`` runs without

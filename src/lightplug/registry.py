@@ -27,7 +27,7 @@ from ._cache import PluginCache
 from .errors import PluginError
 from .metric_names import plugin_traits
 from .plugin import TASKS, CallbackPlugin, DataPlugin, ModelPlugin
-from .schema import Schema, schema_from_dataclass, schema_from_signature
+from .schema import Schema, schema_from_dataclass
 
 __all__ = ["KINDS", "PluginRef", "LoadedPlugin", "Registry", "get_registry"]
 
@@ -96,8 +96,9 @@ def _is_lightning_callback(obj: Any) -> bool:
     return isinstance(obj, type) and any(c.__name__ == "Callback" and c.__module__.startswith(("lightning", "pytorch_lightning")) for c in obj.__mro__)
 
 
-def _adapt(kind: str, obj: Any, where: str) -> tuple[type, Schema]:
-    """Turn what an entry point names into a plugin class of ``kind`` and read its schema."""
+def _adapt(kind: str, obj: Any, where: str, source: str = "entry-point") -> tuple[type, Schema]:
+    """Turn what an entry point names into a plugin class of ``kind`` and read its schema (an import path's
+    model also gets the ``weights_file`` field)."""
     base = _BASES[kind]
     cls: Any
     if isinstance(obj, type) and issubclass(obj, base):
@@ -105,21 +106,15 @@ def _adapt(kind: str, obj: Any, where: str) -> tuple[type, Schema]:
         config = getattr(cls, "Config", None)
         schema = schema_from_dataclass(config, where, group=kind) if config is not None else Schema([])
     elif kind == "model" and (_is_torch_module(obj) or (callable(obj) and not isinstance(obj, type))):
-        target = obj
-        schema = schema_from_signature(obj.__init__ if isinstance(obj, type) else obj, where, group=kind)  # type: ignore[misc]
-        attrs = {
-            "task": getattr(obj, "task", "classification"),
-            "presets": dict(getattr(obj, "presets", {}) or {}),
-            "description": _first_line(obj.__doc__),
-            "build": lambda self, cfg: target(**cfg),
-            "__module__": getattr(obj, "__module__", __name__),
-            "__doc__": obj.__doc__,
-        }
-        cls = type(getattr(obj, "__name__", "Plugin"), (ModelPlugin,), attrs)
+        from .callables import model_plugin_class
+
+        cls, schema = model_plugin_class(obj, where, extras=source == "path")
     elif kind == "callback" and _is_lightning_callback(obj):
-        target = obj
-        schema = schema_from_signature(obj.__init__, where, group=kind)
-        attrs = {"build": lambda self, cfg: target(**cfg), "description": _first_line(obj.__doc__), "__doc__": obj.__doc__}
+        from .callables import read_callable
+
+        spec = read_callable(obj, where, group=kind)
+        schema = spec.schema
+        attrs = {"build": lambda self, cfg: spec.call(cfg), "description": _first_line(obj.__doc__), "__doc__": obj.__doc__}
         cls = type(obj.__name__, (CallbackPlugin,), attrs)
     else:
         want = "a ModelPlugin subclass or an nn.Module class" if kind == "model" else f"a {base.__name__} subclass"
@@ -296,7 +291,7 @@ class Registry:
         where = f"{ref.kind} {ref.name!r} ({ref.dist or ref.source}, {ref.target})"
         try:
             obj = self._import(ref)
-            cls, schema = _adapt(ref.kind, obj, where)
+            cls, schema = _adapt(ref.kind, obj, where, ref.source)
         except PluginError as exc:
             self._remember(ref, "broken", str(exc))
             raise

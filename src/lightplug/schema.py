@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import math
 import typing
 from dataclasses import dataclass, field
@@ -17,23 +16,25 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import PluginError
 from .field_rules import complete_rules, name_kind
-from .plugin import DATA_FACTS, Param
+from .plugin import DATA_FACTS, FACT_ALIASES, ImportPath, Param
 
-__all__ = ["FieldSpec", "Schema", "schema_from_signature", "schema_from_dataclass", "check_values"]
+__all__ = ["FieldSpec", "Schema", "schema_from_dataclass", "check_values", "fixed_field", "Unexpressible"]
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-_JSON_TYPES = {"int": "integer", "float": "number", "number": "number", "str": "string", "bool": "boolean"}
+_JSON_TYPES = {"int": "integer", "float": "number", "number": "number", "str": "string", "bool": "boolean", "code": "string"}
 _MISSING = "???"
 
 
 @dataclass
 class FieldSpec:
-    """One setting: its type (``int``, ``float``, ``number`` (int or float, kept as given), ``str``, ``bool`` or
-    ``list[...]`` of those), default and rules.
+    """One setting: its type (``int``, ``float``, ``number`` (int or float, kept as given), ``str``, ``bool``,
+    ``list[...]`` of those, or ``code``: an import path to a class or function), default and rules.
 
     ``bind`` names the data fact (``num_classes``, ...) the field takes from the selected data unless set.
     ``min_items``/``max_items`` bound a list's length; ``finite`` refuses ``inf``; ``inferred`` says that the
     bounds come from the field's name (:mod:`lightplug.field_rules`), not from the plugin.
+    ``fixed``: a parameter whose type no config can hold (a callable object, a nested list, any object); it keeps
+    the value its code gives it, and ``default`` is that value's text (its import path, else its ``repr``).
     """
 
     name: str
@@ -54,6 +55,7 @@ class FieldSpec:
     max_items: int | None = None
     finite: bool = True
     inferred: bool = False
+    fixed: bool = False
 
     @property
     def item_type(self) -> str:
@@ -66,6 +68,8 @@ class FieldSpec:
 
     def rule(self) -> str:
         """The field's constraints in words, e.g. ``"int in [8, 512]"``."""
+        if self.fixed:
+            return "fixed: kept at its default"
         parts = [self.type + (" or null" if self.optional else "")]
         if self.choices is not None:
             parts.append("one of " + ", ".join(map(str, self.choices)))
@@ -128,6 +132,10 @@ class Schema:
             prop.update({"title": f.name, "description": f.help_text(), "x-group": f.group, "x-advanced": f.advanced})
             if f.bind:
                 prop["x-bound-to"] = f"data.{f.bind}"
+            if f.type == "code":
+                prop["x-import-path"] = True  # pkg.mod:Name or pkg.mod.Name
+            if f.fixed:
+                prop.update({"readOnly": True, "x-fixed": True})  # default: the value's import path or repr
             props[f.name] = prop
         out = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -163,9 +171,14 @@ def _parse_type(tp: Any, where: str) -> tuple[str, bool, list[Any] | None, Param
         args = [a for a in get_args(tp) if a is not type(None)]
         if set(args) == {int, float}:  # a count or a fraction (e.g. limit_val_batches): kept as written
             return "number", len(args) != len(get_args(tp)), None, param
+        scalar = _scalar_or_sequence(args)
+        if scalar is not None:  # int | tuple[int, int] (timm's img_size, kernel sizes): the scalar form
+            return scalar.__name__, len(args) != len(get_args(tp)), None, param
         if len(args) != 1 or len(args) == len(get_args(tp)):
-            raise PluginError(f"{where}: unsupported union type {tp!r}; use one type or Optional[type]")
+            raise Unexpressible(f"{where}: unsupported union type {tp!r}; use one type or Optional[type]")
         tp, optional = args[0], True
+    if tp is ImportPath:
+        return "code", optional, None, param
     choices: list[Any] | None = None
     if get_origin(tp) is Literal:
         choices = list(get_args(tp))
@@ -179,9 +192,24 @@ def _parse_type(tp: Any, where: str) -> tuple[str, bool, list[Any] | None, Param
         args = [a for a in get_args(tp) if a is not Ellipsis]
         inner, _, inner_choices, _ = _parse_type(args[0], where) if args else ("", False, None, None)
         if inner not in _SCALARS:
-            raise PluginError(f"{where}: list items must be int, float, str or bool, got {tp!r}")
+            raise Unexpressible(f"{where}: list items must be int, float, str or bool, got {tp!r}")
         return f"list[{inner}]", optional, inner_choices, param
-    raise PluginError(f"{where}: unsupported type {tp!r}; use int, float, str, bool, Literal[...] or a list of those")
+    raise Unexpressible(f"{where}: unsupported type {tp!r}; use int, float, str, bool, Literal[...] or a list of those")
+
+
+class Unexpressible(PluginError):
+    """A type no config value can have (a class, a callable, a nested list, any object)."""
+
+
+def _scalar_or_sequence(args: list[Any]) -> type | None:
+    """``T`` for ``T | Sequence[T]`` (``int | tuple[int, int]``, ``int | tuple[int, ...]``), else None."""
+    scalars = [a for a in args if a in (int, float, str, bool)]
+    if len(scalars) != 1 or len(args) < 2:
+        return None
+    rest = [a for a in args if a not in scalars]
+    seq = (list, tuple, typing.List, typing.Tuple, typing.Sequence)  # noqa: UP006
+    ok = all((get_origin(a) in seq or a in (list, tuple)) and all(x in (scalars[0], Ellipsis) for x in get_args(a)) for a in rest)
+    return scalars[0] if ok else None
 
 
 def _make_field(name: str, tp: Any, default: Any, where: str, group: str) -> FieldSpec:
@@ -191,7 +219,7 @@ def _make_field(name: str, tp: Any, default: Any, where: str, group: str) -> Fie
         choices = list(p.choices)
     if isinstance(default, tuple):
         default = list(default)
-    bind = name if name in DATA_FACTS else None
+    bind = name if name in DATA_FACTS else FACT_ALIASES.get(name)
     structural = p.structural if p.structural is not None else (type_name in ("int", "str", "list[int]") or choices is not None)
     spec = FieldSpec(
         name=name,
@@ -243,22 +271,16 @@ def schema_from_dataclass(cls: type, where: str, group: str = "model") -> Schema
     return Schema(specs)
 
 
-def schema_from_signature(fn: Any, where: str, group: str = "model") -> Schema:
-    """Read the typed, defaulted parameters of ``fn`` (usually a class's ``__init__``) into a :class:`Schema`."""
-    try:
-        sig = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception as exc:
-        raise PluginError(f"{where}: cannot read the signature: {exc}") from exc
-    specs = []
-    for name, p in sig.parameters.items():
-        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if name not in hints:
-            raise PluginError(f"{where}: parameter {name!r} has no type annotation")
-        default = _MISSING if p.default is p.empty else p.default
-        specs.append(_make_field(name, hints[name], default, where, group))
-    return Schema(specs)
+def fixed_field(name: str, shown: str, why: str, group: str = "model") -> FieldSpec:
+    """A field kept at the value its code gives it (see :attr:`FieldSpec.fixed`).
+
+    Args:
+        name: the parameter.
+        shown: the value as text: its import path, else its ``repr``.
+        why: what the value is, for the help text (e.g. ``"a Callable"``).
+        group: the field's group.
+    """
+    return FieldSpec(name=name, type="str", default=shown, help=why, group=group, advanced=True, fixed=True)
 
 
 # ---------------------------------------------------------------- checking values
@@ -271,10 +293,16 @@ def _type_ok(value: Any, type_name: str) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if type_name == "str":  # the command line parses 3 as a number; a string field takes it as "3"
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    if type_name == "code":
+        return isinstance(value, str)
     return False
 
 
 def _check_one(spec: FieldSpec, value: Any) -> str | None:
+    if spec.fixed:
+        return None if value == spec.default else f"fixed at {spec.default}: a config cannot set it, leave it out"
+    if spec.type == "code" and isinstance(value, str) and value and not _import_path_like(value):
+        return "expected an import path such as torch.nn:ReLU or torch.nn.ReLU"
     if value is None:
         return None if spec.optional else "must not be null"
     if not _type_ok(value, spec.item_type):
@@ -351,6 +379,12 @@ def _items(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
         return f"{low} to {high} items"
     return f"at least {low} item{'s' * (low != 1)}" if low is not None else f"at most {high} item{'s' * (high != 1)}"
+
+
+def _import_path_like(value: str) -> bool:
+    """``pkg.mod:Name``, ``pkg.mod.Name``, or a bare name (a library's own name for a layer, e.g. timm's ``gelu``)."""
+    module, _, attr = value.partition(":")
+    return all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in attr.split(".") if attr)
 
 
 def _show(value: Any) -> str:

@@ -29,10 +29,11 @@ def checkpoint_meta(run: RunConfig, loaded: LoadedPlugin, datamodule: Any) -> di
     from .checkpoint import CHECKPOINT_FORMAT
 
     ref = loaded.ref
+    version = ref.version or (_module_version(ref.target) if ref.source == "path" else None)
     return {
         "format": CHECKPOINT_FORMAT,
         "lightplug_version": __version__,
-        "plugin": {"name": run.model_name, "kind": "model", "dist": ref.dist, "version": ref.version, "target": ref.target, "source": ref.source},
+        "plugin": {"name": run.model_name, "kind": "model", "dist": ref.dist, "version": version, "target": ref.target, "source": ref.source},
         "task": run.task,
         "model_config": {k: v for k, v in run.cfg["model"].items() if not k.startswith("_")},
         "data": {"name": run.data_name, "config": {k: v for k, v in run.cfg["data"].items() if not k.startswith("_")}},
@@ -43,6 +44,16 @@ def checkpoint_meta(run: RunConfig, loaded: LoadedPlugin, datamodule: Any) -> di
         "monitor": run.cfg["monitor"],
         "config": json.loads(json.dumps(run.cfg, default=str)),
     }
+
+
+def _module_version(target: str) -> str | None:
+    """The installed version of the package an import path's module comes from (``torchvision.models:resnet18``:
+    torchvision's), for the record; None when it is not an installed distribution's."""
+    import sys
+
+    top = target.split(":")[0].split(".")[0]
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return str(version) if isinstance(version, str) else None
 
 
 def _guard(what: str, who: str, fn: Any, *args: Any) -> Any:
@@ -64,6 +75,10 @@ def build_module(run: RunConfig, datamodule: Any) -> Any:
     who = f"model {run.model_name!r} ({loaded.ref.dist or loaded.ref.source})"
     plugin = _guard("take its config", who, loaded.instantiate, run.cfg["model"])
     net = _guard("build", who, plugin.build, plugin.cfg)
+    if getattr(plugin, "loads_weights_file", False) and run.cfg["model"].get("weights_file"):
+        from .weights import load_weights_file
+
+        load_weights_file(getattr(net, "inner_model", net), run.cfg["model"]["weights_file"])
     return PluginModule(net, plugin, run.cfg, checkpoint_meta(run, loaded, datamodule)), who
 
 

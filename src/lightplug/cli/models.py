@@ -105,7 +105,8 @@ def _show(registry: Registry, kind: str, name: str, as_json: bool) -> int:
         default = f"${{data.{f.bind}}} (else {f.default})" if f.bind and kind == "model" else str(f.default)
         rule = (f.rule().split(" ", 1)[1] if " " in f.rule() else "") + (" (from the name)" if f.inferred else "")
         help_ = f.help + (" [advanced]" if f.advanced else "")
-        table.add_row(f"{_TITLES[kind] if kind != 'model' else 'model'}.{f.name}", f.type + ("?" if f.optional else ""), default, rule, f.group, help_)
+        type_ = "fixed" if f.fixed else f.type + ("?" if f.optional else "")
+        table.add_row(f"{_TITLES[kind] if kind != 'model' else 'model'}.{f.name}", type_, default, rule, f.group, help_)
     console.print(table)
     if plugin.schema.presets:
         console.print("presets (+preset=NAME):")

@@ -134,8 +134,24 @@ def _print_job_config(args: list[str], resolve: bool) -> int:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
         run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
-    print(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg))
+    registry = get_registry()
+    schema, _ = registry.schema(registry.find("model", run.model_name))
+    print(_mark_fixed(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg), schema))
     return 0
+
+
+def _mark_fixed(text: str, schema: Schema) -> str:
+    """The YAML of a job with ``# fixed: WHY`` after each fixed model field (kept at the value its code gives)."""
+    fixed = {f.name: f.help for f in schema.fields if f.fixed}
+    lines, in_model = [], False
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            in_model = line.startswith("model:")
+        key = line.strip().split(":", 1)[0]
+        if in_model and line.startswith("  ") and not line.startswith("   ") and key in fixed:
+            line += f"  # fixed: {fixed[key]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _check_before_run(args: list[str], registry: Registry) -> None:

@@ -19,7 +19,7 @@ _PY = {"int": int, "float": float, "str": str, "bool": bool}
 def _annotation(spec: FieldSpec) -> Any:
     if spec.type.startswith("list["):
         tp: Any = list[_PY[spec.item_type]]  # type: ignore[index,name-defined,valid-type]
-    elif spec.type == "number" or (spec.type == "str" and spec.choices is None):
+    elif spec.type in ("number", "code") or (spec.type == "str" and spec.choices is None):
         tp = Any  # the command line reads 3 as an int; our validation decides what a str field takes
     else:
         tp = _PY[spec.type]

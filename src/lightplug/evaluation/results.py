@@ -164,11 +164,12 @@ def sample_images(run: Path, rows: list[dict[str, str]], want_masks: bool = Fals
         import torch
 
         from ..checkpoint import model_from_checkpoint
+        from ..outputs import main_output
 
         net, _ = model_from_checkpoint(read_checkpoint(ckpt_path), where=f"checkpoint {ckpt_path}")
         with torch.inference_mode():
             out = net(torch.stack([torch.as_tensor(item["input"]) for item in items]))
-        predicted = (out[0] if isinstance(out, tuple) else out).argmax(1).numpy()
+        predicted = main_output(out).argmax(1).numpy()
         for item, pred in zip(items, predicted):
             masks += [np.asarray(item["target"]), pred]
     return images, masks

@@ -196,6 +196,8 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
     if overrides and overrides("export_module"):  # e.g. a detector's raw head output only
         try:
             net = plugin.export_module(net).eval()
+        except ExportError:
+            raise
         except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
             raise ExportError(f"the export_module hook of model {meta['plugin']['name']!r} failed: {first_line(exc)}") from exc
     example, source = verify.example_input(meta, plugin, batch=2 if dynamic_batch else 1)

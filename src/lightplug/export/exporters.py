@@ -89,8 +89,11 @@ def tracer_hint(notes: Sequence[str]) -> str | None:
 
 
 def _predictions_only(net: Any) -> Any:
-    """An ``nn.Module`` returning only the predictions of a model that returns ``(predictions, aux_loss)``."""
+    """An ``nn.Module`` returning only the predictions of a model that returns more: ``(predictions, aux_loss)``, a
+    dict with ``out`` (torchvision's segmentation models), or an object with ``.logits``."""
     from torch import nn
+
+    from ..outputs import main_output
 
     class Predictions(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
@@ -98,18 +101,21 @@ def _predictions_only(net: Any) -> Any:
             self.net = inner
 
         def forward(self, x: Any) -> Any:
-            return self.net(x)[0]
+            return main_output(self.net(x))
 
     return Predictions(net).eval()
 
 
 def prepare(net: Any, example: Any) -> Any:
-    """The module to export: ``net`` itself, or a wrapper that drops an auxiliary loss from its outputs."""
+    """The module to export: ``net`` itself, or a wrapper that returns its main output only (no auxiliary loss,
+    no ``aux`` head)."""
     import torch
+
+    from ..outputs import main_output
 
     with torch.inference_mode():
         out = net(example)
-    if isinstance(out, tuple) and len(out) == 2 and torch.is_tensor(out[1]) and out[1].ndim == 0:
+    if main_output(out) is not out:
         return _predictions_only(net)
     output_tensors(out)  # raises for outputs that cannot be exported
     return net

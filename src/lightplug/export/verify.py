@@ -89,15 +89,17 @@ def random_inputs(example: Any, batch_sizes: Sequence[int], per_batch: int = 2, 
 
 
 def output_tensors(outputs: Any) -> list[Any]:
-    """A model's outputs as a flat list of tensors; ``(predictions, aux_loss)`` gives the predictions only.
+    """A model's outputs as a flat list of tensors; ``(predictions, aux_loss)``, ``{"out": ...}`` and ``.logits``
+    give the predictions only.
 
     Raises:
         ExportError: the outputs hold something other than tensors (dicts, None, Python numbers).
     """
     import torch
 
-    if isinstance(outputs, tuple) and len(outputs) == 2 and torch.is_tensor(outputs[1]) and outputs[1].ndim == 0:
-        outputs = outputs[0]
+    from ..outputs import main_output
+
+    outputs = main_output(outputs)
     items = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
     if not items or not all(torch.is_tensor(t) for t in items):
         raise ExportError(f"the model returns {type(outputs).__name__}; export needs a tensor or a tuple of tensors")

@@ -77,11 +77,16 @@ def _size(net: Any) -> str:
     return f"{sum(p.numel() for p in net.parameters()):,} parameters"
 
 
-def example_input(plugin: Any, values: Mapping[str, Any], batch: int = BATCH) -> Any:
+def example_input(plugin: Any, values: Mapping[str, Any], batch: int = BATCH, net: Any = None) -> Any:
     """The plugin's ``example_input(cfg)`` when it has one, else a seeded random batch shaped by its fields:
     ``(batch, in_features)`` when it has ``in_features`` and no ``in_channels``, else
     ``(batch, in_channels or 1, image_size or 8, image_size or 8)`` (images of detection and segmentation
-    models: 3 channels, detection: 32 pixels, unless the fields say otherwise)."""
+    models: 3 channels, detection: 32 pixels, unless the fields say otherwise). timm's ``in_chans`` and
+    ``img_size`` count as ``in_channels`` and ``image_size``.
+
+    With ``net`` (a model whose fields give no channels or size, such as torchvision's): the channels of its first
+    convolution, and the smallest of 8, 16, 32, 64, 128, 224 and 299 pixels that a forward in training mode takes.
+    """
     import torch
 
     if type(plugin).overrides("example_input"):
@@ -92,9 +97,42 @@ def example_input(plugin: Any, values: Mapping[str, Any], batch: int = BATCH) ->
     gen = torch.Generator().manual_seed(0)
     if "in_features" in values and "in_channels" not in values:
         return torch.randn(batch, int(values["in_features"]), generator=gen)
-    size = int(values.get("image_size") or (32 if getattr(plugin, "task", "") == "detection" else 8))
-    channels = int(values.get("in_channels") or (3 if getattr(plugin, "task", "") in ("detection", "segmentation") else 1))
+    task = getattr(plugin, "task", "")
+    given_size = values.get("image_size") or values.get("img_size")
+    given_channels = values.get("in_channels") or values.get("in_chans")
+    channels = int(given_channels or _first_conv_channels(net) or (3 if task in ("detection", "segmentation") else 1))
+    size = int(given_size or (32 if task == "detection" else 8))
+    if net is not None and not given_size and task != "detection":
+        size = _fitting_size(net, batch, channels) or size
     return torch.randn(batch, channels, size, size, generator=gen)
+
+
+def _first_conv_channels(net: Any) -> int | None:
+    from torch import nn
+
+    if net is None:
+        return None
+    conv = next((m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d))), None)
+    return int(conv.in_channels) if conv is not None else None
+
+
+def _fitting_size(net: Any, batch: int, channels: int) -> int | None:
+    """The smallest of a few square sizes that ``net`` takes in training mode (aux heads need more than eval)."""
+    import torch
+
+    was_training = net.training
+    net.train()
+    try:
+        for size in (8, 16, 32, 64, 128, 224, 299):
+            try:
+                with torch.no_grad():
+                    net(torch.zeros(batch, channels, size, size))
+                return size
+            except Exception:  # noqa: BLE001 - too small for this architecture: try the next size
+                continue
+        return None
+    finally:
+        net.train(was_training)
 
 
 def predictions(outputs: Any) -> Any:
@@ -149,7 +187,7 @@ def _forward(st: ModelState) -> str:
     import torch
 
     _needs(st, "net")
-    x = example_input(st.plugin, st.values)
+    x = example_input(st.plugin, st.values, net=st.net)
     st.net.eval()
     with torch.no_grad():
         preds = predictions(st.net(x))
@@ -272,7 +310,12 @@ def _state_dict(st: ModelState) -> str:
 def _exported(st: ModelState) -> Any:
     """The module export traces: the plugin's ``export_module(net)``; a detector without one is not exported."""
     if type(st.plugin).overrides("export_module"):
-        return st.plugin.export_module(st.net).eval()
+        from ..export import ExportError
+
+        try:
+            return st.plugin.export_module(st.net).eval()
+        except ExportError as exc:  # a model lightplug cannot export, by design (e.g. a two-stage detector): the reason
+            raise Skip(str(exc)) from None
     if (st.loaded.task or "") == "detection":
         raise Skip("no export_module hook: a detector exports its raw head outputs through export_module(net)")
     return st.net

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightplug import CheckpointError
@@ -27,54 +25,16 @@ def _under(key: str, modules: tuple[str, ...]) -> bool:
     return any(key == m or key.startswith(m + ".") for m in modules)
 
 
-def _why(exc: Exception) -> str:
-    """Why a weights file could not be read, in a few words."""
-    text = str(exc)
-    if "GLOBAL" in text:
-        return "it holds pickled objects that would run code when loaded"
-    if "Weights only load failed" in text or type(exc).__name__ == "UnpicklingError":
-        return "not a weights file, or damaged"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:160]
-
-
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, read without running code from it: a ``.safetensors`` file, or a
-    ``torch.save``-d state dict (also under a ``state_dict`` or ``model`` key, as lightplug/Lightning and
-    timm's training script write them), loaded with ``weights_only=True``.
-
-    The prefixes ``module.`` (``DataParallel``) and ``net.`` (lightplug checkpoints) are removed.
+    """The tensors of ``model.pretrained_file``, read without running code from it (lightplug's own reader:
+    ``.safetensors`` or a ``torch.save``-d state dict, ``weights_only=True``).
 
     Raises:
         CheckpointError: the file is missing, unreadable, unsafe, or holds no tensors.
     """
-    import torch
+    from lightplug.weights import read_state_dict as read
 
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise CheckpointError(f"model.pretrained_file={path}: no such file")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            data: Any = load_file(str(file))
-        else:
-            with torch.serialization.safe_globals([argparse.Namespace]):  # timm's train.py stores its args
-                data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - whatever the reader raises, the file is unusable
-        raise CheckpointError(f"model.pretrained_file={path}: cannot read weights from it ({_why(exc)})",
-                              hint="give a .safetensors file or a state dict saved with torch.save") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-            break
-    state = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)} if isinstance(data, dict) else {}
-    if not state:
-        raise CheckpointError(f"model.pretrained_file={path}: holds no state dict (tensors by parameter name)")
-    for prefix in ("module.", "net."):
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+    return read(path, key="model.pretrained_file")
 
 
 def load_local_weights(net: nn.Module, path: str) -> list[str]:

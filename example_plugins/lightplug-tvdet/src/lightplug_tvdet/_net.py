@@ -10,7 +10,6 @@ import math
 from functools import partial
 from typing import Any
 
-import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS, RetinaNet
@@ -20,7 +19,9 @@ from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSHead, 
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-__all__ = ["BACKBONES", "build_backbone", "build_detector", "TvFCOS", "TvRetinaNet", "RawDetections", "clean_targets"]
+from lightplug.tv_detection import RawDetections, clean_targets, postprocess  # the core's torchvision detection adapter shares them
+
+__all__ = ["BACKBONES", "build_backbone", "build_detector", "TvFCOS", "TvRetinaNet", "RawDetections", "clean_targets", "postprocess"]
 
 #: For each backbone: its constructor and, per stride (4, 8, 16, 32), the child whose output is that stage
 #: (the last block at that stride) and its channels. ``features`` backbones are indexed in ``.features``.
@@ -64,20 +65,6 @@ def build_backbone(name: str, fpn_channels: int, min_level: int = 3, in_channels
     in_channels_list = [spec["stages"][s][1] for s in strides]
     extra = LastLevelP6P7(fpn_channels, fpn_channels)  # P6, P7 from P5
     return BackboneWithFPN(body, return_layers, in_channels_list, fpn_channels, extra_blocks=extra)
-
-
-def clean_targets(targets: list[dict[str, Tensor]] | None) -> list[dict[str, Tensor]] | None:
-    """Targets as torchvision asserts them: ``K x 4`` float boxes (also for ``K = 0``), int64 labels, and no
-    box without area (torchvision refuses those; augmentations can leave them)."""
-    if targets is None:
-        return None
-    out = []
-    for t in targets:
-        boxes = torch.as_tensor(t["boxes"]).reshape(-1, 4).float()
-        labels = torch.as_tensor(t["labels"], device=boxes.device).reshape(-1).long()
-        ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        out.append({**t, "boxes": boxes[ok], "labels": labels[ok]})
-    return out
 
 
 class TvFCOS(FCOS):
@@ -135,63 +122,3 @@ def build_detector(kind: str, *, num_classes: int, image_size: int, backbone: st
         return TvRetinaNet(fpn, num_classes, anchor_generator=anchors, head=head, fg_iou_thresh=fg_iou_thresh,
                            bg_iou_thresh=bg_iou_thresh, **common)
     raise ValueError(f"unknown detector {kind!r}")
-
-
-class RawDetections(nn.Module):
-    """The export module: one ``B x (4 + num_classes) x N`` tensor over every location (and anchor), rows
-    ``cx, cy, w, h`` in input pixels then one score in [0, 1] per class (lightplug's ``"yolo"`` layout).
-
-    It runs the detector's backbone and head on the batch as a whole (no per-image loop, so the batch size
-    stays dynamic in ONNX) and decodes as torchvision does, without its top-k, threshold and NMS.
-    """
-
-    def __init__(self, det: FCOS | RetinaNet) -> None:
-        super().__init__()
-        self.det = det
-        self.fcos = isinstance(det, FCOS)
-
-    def forward(self, x: Tensor) -> Tensor:
-        from torchvision.models.detection.image_list import ImageList
-
-        h, w = int(x.shape[-2]), int(x.shape[-1])
-        div = self.det.transform.size_divisible
-        x = nn.functional.pad(x, (0, (-w) % div, 0, (-h) % div))  # as torchvision's batching pads
-        features = list(self.det.backbone(x).values())
-        head = self.det.head(features)
-        anchors = self.det.anchor_generator(ImageList(x[:1], [(h, w)]), features)[0]  # N x 4, the same for every image
-        reg = head["bbox_regression"]
-        if self.fcos:
-            boxes = self.det.box_coder.decode(reg, anchors)  # broadcasts over the batch
-            scores = torch.sqrt(torch.sigmoid(head["cls_logits"]) * torch.sigmoid(head["bbox_ctrness"]))
-        else:
-            boxes = _decode_deltas(reg, anchors, self.det.box_coder.bbox_xform_clip)
-            scores = torch.sigmoid(head["cls_logits"])
-        x1, x2 = boxes[..., 0].clamp(0, w), boxes[..., 2].clamp(0, w)
-        y1, y2 = boxes[..., 1].clamp(0, h), boxes[..., 3].clamp(0, h)
-        cxcywh = torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
-        return torch.cat((cxcywh, scores), dim=-1).permute(0, 2, 1)
-
-
-def _decode_deltas(deltas: Tensor, anchors: Tensor, clip: float) -> Tensor:
-    """torchvision's ``BoxCoder(weights=(1, 1, 1, 1)).decode_single``, broadcast over a batch of deltas."""
-    widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    ctr_x, ctr_y = anchors[:, 0] + 0.5 * widths, anchors[:, 1] + 0.5 * heights
-    dx, dy = deltas[..., 0], deltas[..., 1]
-    dw, dh = deltas[..., 2].clamp(max=clip), deltas[..., 3].clamp(max=clip)
-    cx, cy = dx * widths + ctr_x, dy * heights + ctr_y
-    half_w, half_h = 0.5 * torch.exp(dw) * widths, 0.5 * torch.exp(dh) * heights
-    return torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=-1)
-
-
-def postprocess(outputs: list[dict[str, Tensor]], conf: float, iou: float, max_det: int) -> list[dict[str, Tensor]]:
-    """Keep scores ``>= conf``, class-wise NMS at ``iou``, the ``max_det`` best per image, sorted by score."""
-    from torchvision.ops import batched_nms
-
-    result = []
-    for det in outputs:
-        boxes, scores, labels = det["boxes"].float(), det["scores"].float(), det["labels"].long()
-        keep = scores >= conf
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, iou)[:max_det]  # sorted by decreasing score
-        result.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
-    return result
