@@ -140,6 +140,15 @@ def test_the_documented_ddp_command_runs_with_every_default_on(tmp_path: Path) -
     _assert_both_shards(ddp)
     assert _runs(tmp_path / "runs.db") == [(ddp.name, "completed")]  # rank 0 recorded it, the child rank did not
 
+    # resumed under DDP into the same folder, one more epoch: rank 1 once died putting the history back into a
+    # CSV logger that only rank 0 has
+    rel = ddp.relative_to(tmp_path)
+    (code, out), = run_together([(f"{cmd.key} resume=last hydra.run.dir={rel} trainer.max_epochs=11", env)], tmp_path)
+    assert code == 0 and "Traceback" not in out, out[-4000:]
+    epochs = [int(r["epoch"]) for r in csv.DictReader((ddp / "metrics.csv").open()) if r.get("val/acc")]
+    assert epochs == list(range(11)), epochs
+    assert _runs(tmp_path / "runs.db") == [(ddp.name, "completed"), (ddp.name, "completed")]
+
     single = tmp_path / "single"
     one = run_cli("train", "model=mlp", f"hydra.run.dir={single}", cwd=tmp_path, env=env)
     assert one.returncode == 0, one.stderr[-2000:]

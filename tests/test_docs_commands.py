@@ -301,3 +301,33 @@ def test_the_commands_of_each_page_run_as_typed(page: Path, workspace: Workspace
     finally:
         _stop_servers(workspace)
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_testing_caps_shorten_any_run_and_say_so(tmp_path: Path) -> None:
+    """LIGHTPLUG_MAX_EPOCHS / LIGHTPLUG_MAX_BATCHES, read by the core when it finalizes a config, only ever lower
+    what a run trains; a bad value is one line and exit code 2, before torch is imported."""
+    from lightplug.config.finalize import cap_for_tests
+
+    env = {"LIGHTPLUG_MAX_EPOCHS": "2", "LIGHTPLUG_MAX_BATCHES": "3"}
+    cases = [({"max_epochs": 10, "limit_train_batches": None, "limit_val_batches": 0.5}, {"max_epochs": 2, "limit_train_batches": 3, "limit_val_batches": 3}),
+             ({"max_epochs": -1, "limit_train_batches": 2, "limit_val_batches": 0}, {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 0}),
+             ({"max_epochs": 1, "limit_train_batches": 5, "limit_val_batches": 1.0}, {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 3})]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for trainer, expected in cases:
+            notes: list[str] = []
+            cap_for_tests(trainer, notes)
+            assert trainer == expected and len(notes) == 1 and "LIGHTPLUG_MAX_EPOCHS" in notes[0]
+        mp.delenv("LIGHTPLUG_MAX_BATCHES")
+        mp.delenv("LIGHTPLUG_MAX_EPOCHS")
+        untouched = {"max_epochs": 10, "limit_train_batches": None, "limit_val_batches": None}
+        cap_for_tests(untouched, notes := [])
+        assert untouched["max_epochs"] == 10 and not notes
+    shown = subprocess.run([sys.executable, "-m", "lightplug", "train", "model=mlp", "--cfg", "job", "--resolve"], cwd=tmp_path, text=True,
+                           capture_output=True, env={**os.environ, "LIGHTPLUG_MAX_EPOCHS": "1"}, timeout=120)
+    assert shown.returncode == 0 and "  max_epochs: 1\n" in shown.stdout, shown.stdout + shown.stderr
+    bad = subprocess.run([sys.executable, "-m", "lightplug", "train", "model=mlp", "--cfg", "job"], cwd=tmp_path, text=True,
+                         capture_output=True, env={**os.environ, "LIGHTPLUG_MAX_EPOCHS": "0"}, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: LIGHTPLUG_MAX_EPOCHS=0: not a whole number of at least 1 (unset LIGHTPLUG_MAX_EPOCHS to train as configured)"], bad.stderr

@@ -194,7 +194,7 @@ def cap_for_tests(trainer: dict[str, Any], notes: list[str]) -> None:
         trainer["max_epochs"] = epochs
     for key in ("limit_train_batches", "limit_val_batches") if batches is not None else ():
         value = trainer.get(key)
-        if value != 0 and not (isinstance(value, int) and value <= batches):  # 0 (no batches) stays
+        if value != 0 and not (isinstance(value, int) and value <= (batches or 0)):  # 0 (no batches) stays
             changed.append(f"trainer.{key}={batches} (was {value})")
             trainer[key] = batches
     if changed:
