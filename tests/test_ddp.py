@@ -32,10 +32,11 @@ TIMEOUT = 600
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The test's environment: no DDP variables of an outer launcher, the runs index in tmp_path."""
+    """The test's environment: no DDP variables of an outer launcher, the runs index in tmp_path, Python's own
+    warning filters (run_cli's default would hide warnings a user sees)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in (
         "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "LIGHTPLUG_DDP_ARGS")}
-    return {**env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "LIGHTPLUG_RUNS_DB": str(tmp_path / "runs.db"), **extra}
+    return {**env, "PYTHONWARNINGS": "", "OMP_NUM_THREADS": "1", "LIGHTPLUG_RUNS_DB": str(tmp_path / "runs.db"), **extra}
 
 
 def run_together(commands: list[tuple[str, dict[str, str]]], cwd: Path, timeout: float = TIMEOUT) -> list[tuple[int, str]]:
@@ -112,6 +113,7 @@ def test_a_progress_bar_that_lightning_disabled_draws_nothing(tmp_path: Path) ->
         def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
             bar.disable()
 
+    # a bare Lightning Trainer around the bar alone: checkpoints, summary and logger are not what this test is about
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, callbacks=[bar, NotRankZero()], logger=False,
                         enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(tmp_path))
     trainer.fit(BoringModel())
