@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,19 +157,23 @@ def progress_bar(min_interval: float = PROGRESS_BAR_INTERVAL) -> Any:
     class _ThrottledRichProgressBar(RichProgressBar):  # type: ignore[misc]
         _last = float("-inf")
 
-        def _due(self, batch_idx: int, total: float) -> bool:
+        def _due(self, batch_idx: int, total: Callable[[], float]) -> bool:
+            """Whether to draw after batch ``batch_idx``. Never on a disabled bar: Lightning disables it on every
+            rank but 0 (DDP), where the batch counts behind ``total`` are never set and reading them fails."""
+            if self.is_disabled:
+                return False
             now = time.monotonic()
-            if batch_idx + 1 >= total or now - self._last >= min_interval:
+            if batch_idx + 1 >= total() or now - self._last >= min_interval:
                 self._last = now
                 return True
             return False
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-            if self._due(batch_idx, self.total_train_batches):
+            if self._due(batch_idx, lambda: self.total_train_batches):
                 super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
         def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-            if self._due(batch_idx, self.total_val_batches_current_dataloader):
+            if self._due(batch_idx, lambda: self.total_val_batches_current_dataloader):
                 super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:

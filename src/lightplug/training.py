@@ -212,10 +212,11 @@ def _check_resume(module: Any, path: str, run: RunConfig, out: Path) -> list[dic
 
 
 def _keep_history(trainer: Any, rows: list[dict[str, str]]) -> None:
-    """Write the metrics of the run being resumed back into the CSV logger's file at once."""
+    """Write the metrics of the run being resumed back into the CSV logger's file at once (on rank 0: the
+    logger of every other DDP rank has no file, its ``experiment`` is a stand-in that takes nothing)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    for lg in trainer.loggers if rows else []:
+    for lg in trainer.loggers if rows and trainer.is_global_zero else []:
         if isinstance(lg, CSVLogger):
             lg.experiment.metrics[:0] = [dict(r) for r in rows]
             lg.save()

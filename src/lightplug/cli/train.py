@@ -118,11 +118,27 @@ class _UserError(BaseException):
 
 
 def _child_args(args: list[str]) -> list[str]:
-    """A DDP child rank that Lightning started: run the parent's job in the parent's folder."""
+    """A DDP child rank that Lightning started: run the parent's job in the parent's folder. A rank other
+    than 0 that torchrun (``RANK``) or srun (``SLURM_PROCID``) started runs its own command line, which
+    names the shared run folder, but leaves Hydra's ``.hydra`` record to rank 0."""
     saved = os.environ.get(_CHILD_ARGS)
     if saved and os.environ.get("LOCAL_RANK", "0") != "0":
         return list(json.loads(saved))
+    if _launched_rank() not in (None, 0) and not any(a.startswith("hydra.output_subdir=") for a in args):
+        return [*args, "hydra.output_subdir=null"]
     return args
+
+
+def _launched_rank() -> int | None:
+    """The global rank an external launcher gave this process: torchrun's ``RANK``, else srun's
+    ``SLURM_PROCID`` when the step has several tasks; None when nothing launched it as a rank."""
+    rank, ntasks = os.environ.get("RANK", ""), os.environ.get("SLURM_NTASKS", "")
+    if rank.isdigit():
+        return int(rank)
+    procid = os.environ.get("SLURM_PROCID", "")
+    if procid.isdigit() and ntasks.isdigit() and int(ntasks) > 1:
+        return int(procid)
+    return None
 
 
 def _print_job_config(args: list[str], resolve: bool) -> int:

@@ -3,6 +3,7 @@ field against its rules, reporting all problems at once. Nothing here imports to
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from .core_schemas import core_schemas, run_schema
 from .preflight import checkpoint_problems, unknown_top_keys
 from .values import coerce, data_problems
 
-__all__ = ["RunConfig", "finalize", "coerce", "data_problems"]
+__all__ = ["RunConfig", "finalize", "coerce", "data_problems", "cap_for_tests", "ENV_MAX_EPOCHS", "ENV_MAX_BATCHES"]
 
 #: The metric each task monitors by default, and whether higher is better.
 DEFAULT_MONITOR = {
@@ -156,7 +157,40 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     if resolved.get("monitor_mode") is None:
         resolved["monitor_mode"] = mode if resolved["monitor"] == monitor else _guess_mode(resolved["monitor"])
     resolved["facts"] = facts
+    cap_for_tests(resolved["trainer"], notes)
     return RunConfig(resolved, model_name, data_name, task or "classification", preset, list(overrides), facts, notes)
+
+
+#: Testing aids (docs/reliability.md): any run trains at most this many epochs / batches per epoch, so that a
+#: documented command runs as typed, only shorter.
+ENV_MAX_EPOCHS, ENV_MAX_BATCHES = "LIGHTPLUG_MAX_EPOCHS", "LIGHTPLUG_MAX_BATCHES"
+
+
+def _cap(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text}: not a whole number of at least 1", hint=f"unset {name} to train as configured")
+    return int(text)
+
+
+def cap_for_tests(trainer: dict[str, Any], notes: list[str]) -> None:
+    """Apply ``LIGHTPLUG_MAX_EPOCHS`` (``trainer.max_epochs`` at most N; -1, no limit, becomes N) and
+    ``LIGHTPLUG_MAX_BATCHES`` (``limit_train_batches``/``limit_val_batches`` at most N batches; a fraction
+    becomes N, 0 stays) to the resolved trainer section, with a note saying what changed."""
+    epochs, batches = _cap(ENV_MAX_EPOCHS), _cap(ENV_MAX_BATCHES)
+    changed = []
+    if epochs is not None and (trainer.get("max_epochs") in (None, -1) or trainer["max_epochs"] > epochs):
+        changed.append(f"trainer.max_epochs={epochs} (was {trainer.get('max_epochs')})")
+        trainer["max_epochs"] = epochs
+    for key in ("limit_train_batches", "limit_val_batches") if batches is not None else ():
+        value = trainer.get(key)
+        if value != 0 and not (isinstance(value, int) and value <= (batches or 0)):  # 0 (no batches) stays
+            changed.append(f"trainer.{key}={batches} (was {value})")
+            trainer[key] = batches
+    if changed:
+        notes.append(f"testing caps from {ENV_MAX_EPOCHS}/{ENV_MAX_BATCHES}: {', '.join(changed)}")
 
 
 _BUILTIN_CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
