@@ -9,6 +9,7 @@ How the harness runs them (also in docs/reliability.md, "Every documented comman
   (``LIGHTPLUG_STORE``) and ``OMP_NUM_THREADS=1`` (tests run side by side).
 - Placeholders: ``outputs/DATE/TIME`` (or a dated example such as ``outputs/2026-11-25/12-00-00``) is the run
   folder of the page's latest ``lightplug train``; ``photos/`` is a folder of a few images made by the harness;
+  ``images/`` is a folder of class folders (circle, square, triangle) of shape images, as ``data=image_folder`` reads;
   the web UI's port 8765 becomes a free port, in ``lightplug ui`` and in the commands that call it. A Python block
   headed ``# plugins/NAME.py`` is written to that file before its page's commands run (a local plugin).
 - ``lightplug ui`` serves until its page's commands are done, then gets SIGINT.
@@ -158,6 +159,32 @@ def _photos(ws: Workspace) -> None:
         Image.fromarray((sample.image * 255).astype(np.uint8)).save(folder / f"photo_{i}.png")
 
 
+def _image_folder(ws: Workspace) -> None:
+    """``images/``: one folder per class (circle, square, triangle) of 64 px shape images, 12 each."""
+    folder = ws.root / "images"
+    if folder.is_dir():
+        return
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for name in ("circle", "square", "triangle"):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            img = Image.new("RGB", (64, 64), tuple(int(c) for c in rng.integers(0, 80, 3)))
+            draw = ImageDraw.Draw(img)
+            x, y = (int(v) for v in rng.integers(20, 44, 2))
+            r = int(rng.integers(8, 16))
+            colour = tuple(int(c) for c in rng.integers(150, 256, 3))
+            if name == "circle":
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+            elif name == "square":
+                draw.rectangle((x - r, y - r, x + r, y + r), fill=colour)
+            else:
+                draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=colour)
+            img.save(folder / name / f"{name}_{i}.png")
+
+
 def _local_plugins(ws: Workspace, page: Path) -> None:
     """Python blocks headed ``# plugins/NAME.py`` become those files."""
     for block in re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M):
@@ -173,6 +200,8 @@ def _substitute(text: str, ws: Workspace, last_run: Path | None) -> str:
         text = _DATED_RUN.sub(str(last_run.relative_to(ws.root)), text)
     if "photos/" in text:
         _photos(ws)
+    if "data.root=images/" in text:
+        _image_folder(ws)
     if ws.ui_port:
         text = re.sub(r"\b(localhost|127\.0\.0\.1):" + _UI_PORT + r"\b", rf"\g<1>:{ws.ui_port}", text)
     return text
