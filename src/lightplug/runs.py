@@ -319,7 +319,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def record_run(fn: F) -> F:
-    """Decorate ``run_training(run, run_dir)``: record the run as ``running`` before, and its end after.
+    """Decorate the fit of a run, ``fn(run, run_dir, ...)``: record the run as ``running`` before, and its end after
+    (a run that fails before training starts is not recorded, see :func:`lightplug.training.run_training`).
 
     Only global rank 0 records. A database that cannot be written is logged as a warning and never
     stops the run; the run's own exception is re-raised unchanged.

@@ -1,4 +1,4 @@
-"""``lightplug ui [--port N] [--host 127.0.0.1] [--outputs DIR] [--token T] [--data-dir DIR]``: serve the
+"""``lightplug ui [--port N] [--host 127.0.0.1] [--outputs DIR] [--token T] [--allow-dir DIR]``: serve the
 local web UI (FastAPI + uvicorn) and print its address. See docs/ui.md."""
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --token)")
     p.add_argument("--outputs", default="outputs", help="folder of the run folders (default ./outputs)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"secret every request must carry (default ${TOKEN_ENV})")
-    p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
-                   help="a folder that data paths (data.root=...) may point into, besides the outputs folder; repeatable")
+    p.add_argument("--allow-dir", "--data-dir", dest="data_dir", action="append", default=[], metavar="DIR",
+                   help="a folder that path fields (data.root=...) may point into, besides the current folder and the outputs "
+                        "folder; repeatable")
     return p
 
 
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--outputs {args.outputs}: cannot create the folder ({exc.strerror or exc})") from exc
     missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
     if missing:
-        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
+        raise ConfigError(f"--allow-dir {missing[0]}: no such folder")
     app = create_app(outputs, token=args.token, loopback=is_loopback(args.host), data_dirs=[Path(d) for d in args.data_dir])
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["parse_options", "parse_value", "resolve_checkpoint"]
+__all__ = ["parse_options", "parse_value", "resolve_checkpoint", "cli_consent"]
 
 
 def parse_value(text: str) -> Any:
@@ -93,3 +93,19 @@ def resolve_checkpoint(opts: dict[str, str], command: str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"ckpt={ckpt}: no such checkpoint file")
     return path
+
+
+def cli_consent(opts: dict[str, str]) -> Any:
+    """The consent given on the command line: ``model=CODE`` and ``trust_code=true|false`` (see :mod:`lightplug.trust`).
+
+    Raises:
+        ConfigError: ``trust_code`` is not true or false.
+    """
+    from ..trust import consent
+
+    trust = None
+    if "trust_code" in opts:
+        trust = parse_value(opts["trust_code"])
+        if not isinstance(trust, bool):
+            raise ConfigError(f"trust_code={opts['trust_code']}: expected true or false")
+    return consent(opts.get("model") or None, trust)
