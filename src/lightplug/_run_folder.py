@@ -51,6 +51,7 @@ class RunFolder:
     created: list[Path] = field(default_factory=list)  # folders this claim made, outermost first
     started: bool = False
     owner: bool = True  # False in a DDP child rank: nothing to lock or clean
+    before: set[str] = field(default_factory=set)  # what an existing folder held when it was claimed
 
     def _lock(self) -> Path:
         return self.path / LOCK_NAME
@@ -63,6 +64,7 @@ class RunFolder:
         """
         if self.path.exists():
             self._refuse_if_busy()
+            self.before = {p.name for p in _entries(self.path)} - {LOCK_NAME}
         else:
             missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
             self.path.mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,9 @@ class RunFolder:
 
     def remove_unstarted(self) -> None:
         """The run never started: remove the run folder when this claim created it, and the parents it created
-        if nothing else is in them. A folder that existed keeps its files, except one that Hydra just made for a
-        multirun job (nothing in it but Hydra's record and the job's log): those are removed, then the folder if empty."""
+        if nothing else is in them. A folder that existed keeps what it held when it was claimed (what this start
+        added, Hydra's record and log included, is removed); one that Hydra just made for a multirun job (nothing
+        in it but Hydra's record and the job's log) is removed."""
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
             for folder in reversed(self.created[:-1]):  # outputs/DATE of outputs/DATE/TIME, unless another run is in it
@@ -117,14 +120,16 @@ class RunFolder:
                     folder.rmdir()
                 except OSError:
                     break
-        elif _holds_only_hydra_files(self.path):
-            for entry in _entries(self.path):
+        else:
+            hydra_only = _holds_only_hydra_files(self.path)
+            for entry in [e for e in _entries(self.path) if hydra_only or e.name not in self.before]:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                self.path.rmdir()
+            if hydra_only:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
 
 
 def _entries(folder: Path) -> Iterator[Path]:
