@@ -1,6 +1,6 @@
 """The runs index: every training run recorded in a local SQLite database, ``runs.db``, next to the outputs.
 
-A run is written twice: as ``running`` when it starts (rank 0 only) and once more when it ends, as
+A run is written twice: as ``running`` when its training starts (rank 0 only) and once more when it ends, as
 ``completed``, ``failed`` (with the first line of the error) or ``interrupted``. A process killed with
 SIGKILL (or by the out-of-memory killer, or a power cut) writes no end: the next reader on the same host
 sees that the recorded process is gone (or its pid now belongs to a newer process) and records the run as
