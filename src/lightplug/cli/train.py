@@ -147,7 +147,7 @@ def _pin_run_dir(args: list[str], run_dir: str) -> list[str]:
     """``args`` with ``hydra.run.dir`` set to the folder found now: ``${now:...}`` resolved again by Hydra could
     name the next second's folder, not the one whose lock this process holds."""
     kept = [a for a in args if a.lstrip("+").split("=", 1)[0] != "hydra.run.dir"]
-    quoted = run_dir if all(c.isalnum() or c in "/._-:" for c in run_dir) else "'" + run_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    quoted = run_dir if all(c.isalnum() or c in "/._-:" for c in run_dir) else "'" + run_dir.replace("'", "\\'") + "'"
     return [*kept, f"hydra.run.dir={quoted}"]
 
 
