@@ -186,7 +186,7 @@ def test_ddp_detection_map_covers_both_ranks(tmp_path: Path) -> None:
     two = run_cli("train", "model=tiny_fcos", *data, "trainer.max_epochs=1", *DDP, f"hydra.run.dir={run}", cwd=tmp_path, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     logged = [float(r["val/map_50"]) for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/map_50")]
-    one = run_cli("test", f"ckpt={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path, env=env)
+    one = run_cli("test", f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "model=tiny_fcos", cwd=tmp_path, env=env)  # a local plugin: named
     assert one.returncode == 0, one.stderr[-3000:]
     report = json.loads((run / "checkpoints" / "test_metrics.json").read_text())
     value = float(report["metrics"]["test/map_50"])

@@ -138,7 +138,7 @@ def test_a_detection_run_writes_map_per_class_ap_pr_curve_and_per_image_rows(tra
 
 @pytest.mark.slow
 def test_results_worst_draws_true_and_predicted_boxes(trained: Path) -> None:
-    r = run_cli("results", str(trained), "--worst", "6", env=ENV)
+    r = run_cli("results", str(trained), "--worst", "6", "--model", "tiny_fcos", env=ENV)  # a local plugin: named
     assert r.returncode == 0, r.stderr[-2000:]
     assert "true boxes found" in r.stdout and "worst.png" in r.stdout
     from PIL import Image
@@ -161,7 +161,7 @@ def test_predict_writes_a_row_per_box_in_original_pixels_and_draws_them(trained:
         Image.fromarray((s.image * 255).astype(np.uint8)).resize((144, 96)).save(folder / f"img{i}.png")  # not the training size
     (folder / "notes.npy").write_bytes(b"not an image")
     out = tmp_path / "boxes.csv"
-    r = run_cli("predict", f"run={trained}", f"input={folder}", f"output={out}", "conf=0.05", "draw=true", env=ENV)
+    r = run_cli("predict", f"run={trained}", "model=tiny_fcos", f"input={folder}", f"output={out}", "conf=0.05", "draw=true", env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "notes.npy" in r.stderr and "boxes of 3 images" in r.stdout
     rows = list(csv.DictReader(out.open()))
@@ -250,7 +250,7 @@ def test_yolo_onnx_predict_gives_the_checkpoints_boxes_without_torch(tmp_path: P
 
 @pytest.mark.slow
 def test_export_of_a_detector_without_export_module_says_what_is_missing(trained: Path) -> None:
-    r = run_cli("export", f"run={trained}", "format=onnx", env=ENV)
+    r = run_cli("export", f"run={trained}", "model=tiny_fcos", "format=onnx", env=ENV)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "without an export_module hook" in r.stderr and "Traceback" not in r.stderr
     assert not list((trained / "checkpoints").glob("*.onnx"))

@@ -254,7 +254,7 @@ def _handmade_checkpoint(template: Path, dest: Path, plugins: Path) -> Path:
 @pytest.mark.slow
 def test_untraceable_model_fails_each_format_with_one_clear_line(mlp_ckpt: Path, env: dict[str, str], tmp_path: Path) -> None:
     ckpt = _handmade_checkpoint(mlp_ckpt, tmp_path / "branchy.ckpt", Path(env["LIGHTPLUG_PLUGIN_PATH"]))
-    res = run_cli("export", f"ckpt={ckpt}", "format=onnx,torchscript", "benchmark=false", cwd=tmp_path, env=env)
+    res = run_cli("export", f"ckpt={ckpt}", "model=branchy", "format=onnx,torchscript", "benchmark=false", cwd=tmp_path, env=env)
     assert res.returncode == 2
     lines = [ln.strip() for ln in res.stderr.strip().splitlines()]
     assert lines[0] == "error: 2 formats failed:"

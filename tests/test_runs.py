@@ -290,11 +290,43 @@ def test_multirun_records_every_job_in_the_sweep_root_and_compare_reads_their_cu
     assert "no metrics.csv" not in compare.stdout
 
 
+BREAKS_IN_TRAINING = textwrap.dedent("""
+    from torch import nn
+
+
+    class Breaks(nn.Module):
+        \"\"\"Passes the first-batch check (eval mode), raises on the third training step.\"\"\"
+
+        def __init__(self, in_features: int = 64, num_classes: int = 10) -> None:
+            super().__init__()
+            self.fc = nn.Linear(in_features, num_classes)
+            self.steps = 0
+
+        def forward(self, x):
+            if self.training:
+                self.steps += 1
+                if self.steps == 3:
+                    raise RuntimeError("the loss exploded")
+            return self.fc(x.flatten(1))
+""")
+
+
 @pytest.mark.slow
 def test_run_that_fails_inside_training_is_recorded_as_failed(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "breaks.py").write_text(BREAKS_IN_TRAINING)
     run_dir = tmp_path / "outputs" / "2026-01-02" / "10-11-12"
-    out = run_cli("train", *TINY, "trainer.accelerator=gpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # no GPU here
+    out = run_cli("train", "model=breaks", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                  env={"LIGHTPLUG_PLUGIN_PATH": str(plugins)})
     assert out.returncode != 0
     (row,) = RunStore(tmp_path / "outputs" / "runs.db").list_runs()
-    assert row["status"] == "failed" and row["ended"] and row["error"] and "\n" not in row["error"]
-    assert row["best"] is None and row["config"]["trainer"]["accelerator"] == "gpu"
+    assert row["status"] == "failed" and row["ended"] and "the loss exploded" in row["error"] and "\n" not in row["error"]
+    assert row["best"] is None and row["config"]["model"]["_plugin_"] == "breaks"
+
+
+def test_run_that_fails_before_training_is_not_recorded_and_leaves_no_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "outputs" / "2026-01-02" / "10-11-12"
+    out = run_cli("train", *TINY, "trainer.accelerator=gpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # no GPU here: the trainer fails
+    assert out.returncode == 2 and out.stderr.count("error: ") == 1, out.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()  # no run folder, no runs.db (docs/reliability.md)

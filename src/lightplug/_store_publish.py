@@ -11,12 +11,15 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import CheckpointError, LightplugError
 from .store import _NAME, _VERSION, CARD, STORE_FORMAT, WEIGHTS, StoreEntry, _version_number, _versions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trust import Consent
 
 __all__ = ["publish"]
 
@@ -63,15 +66,18 @@ def _run_summary(ckpt: Path) -> dict[str, Any]:
         return {}
 
 
-def _structural(meta: dict[str, Any]) -> dict[str, Any]:
+def _structural(meta: dict[str, Any], where: str, allowed: Consent) -> dict[str, Any]:
     """The structural settings of the checkpoint's model config, by the plugin's schema (or, when the
-    plugin cannot be loaded here, by type: ints, strings and lists of ints)."""
-    from .registry import get_registry
+    plugin is not installed here, by type: ints, strings and lists of ints). The plugin is found by the
+    trust rule: an import path or a local plugin the user did not name is refused, never imported."""
+    from .trust import UntrustedCode, resolve_model
 
     config = meta["model_config"]
     try:
-        schema = get_registry().get("model", meta["plugin"]["name"]).schema
+        schema = resolve_model(meta["plugin"], where, allowed).schema
         names = {f.name for f in schema.fields if f.structural}
+    except UntrustedCode:
+        raise
     except LightplugError as exc:
         log.warning("structural settings guessed from their types: %s", exc)
         names = {k for k, v in config.items() if (isinstance(v, (int, str)) and not isinstance(v, bool))
@@ -97,7 +103,7 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _card(meta: dict[str, Any], ckpt: Path, name: str, notes: str, weights: dict[str, Any]) -> dict[str, Any]:
+def _card(meta: dict[str, Any], ckpt: Path, name: str, notes: str, weights: dict[str, Any], structural: dict[str, Any]) -> dict[str, Any]:
     """The card of a new version (its ``version`` is set when the folder is named)."""
     from datetime import datetime, timezone
 
@@ -114,7 +120,7 @@ def _card(meta: dict[str, Any], ckpt: Path, name: str, notes: str, weights: dict
         "plugin": {k: info.get(k) for k in ("name", "dist", "version", "target", "source")},
         "task": meta.get("task"),
         "monitor": monitor, "monitor_mode": (meta.get("config") or {}).get("monitor_mode"), "score": score, "metrics": metrics,
-        "structural": _structural(meta), "model_config": meta["model_config"],
+        "structural": structural, "model_config": meta["model_config"],
         "label_names": list(meta.get("label_names") or []), "preprocessing": meta.get("preprocessing") or {},
         "facts": meta.get("facts") or {}, "data": meta.get("data") or {}, "preset": meta.get("preset"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": str(ckpt.resolve()),
@@ -123,7 +129,7 @@ def _card(meta: dict[str, Any], ckpt: Path, name: str, notes: str, weights: dict
     })
 
 
-def publish(source: Path, name: str, version: str | None, notes: str, root: Path) -> StoreEntry:
+def publish(source: Path, name: str, version: str | None, notes: str, root: Path, allowed: Consent | None = None) -> StoreEntry:
     """Publish ``source`` as ``name`` into ``root``; see :func:`lightplug.store.add`."""
     if not _NAME.match(name) or _VERSION.match(name):
         raise LightplugError(f"--name {name!r}: not a safe model name", hint="use lowercase letters, digits, _ and - (e.g. digits_mlp), not vN")
@@ -135,11 +141,13 @@ def publish(source: Path, name: str, version: str | None, notes: str, root: Path
     from safetensors.torch import save_file
 
     from .checkpoint import read_checkpoint
+    from .trust import consent
 
     ckpt = read_checkpoint(ckpt_path)
     meta = ckpt["lightplug"]
     if not isinstance(meta.get("model_config"), dict):
         raise CheckpointError(f"checkpoint {ckpt_path}: its 'lightplug' section has no model_config")
+    structural = _structural(meta, f"checkpoint {ckpt_path}", allowed or consent())  # before anything is written
     state = {k[4:]: v.detach().clone().contiguous() for k, v in ckpt["state_dict"].items()
              if k.startswith("net.") and isinstance(v, torch.Tensor)}  # clones: tied weights must not share memory
     if not state:
@@ -155,7 +163,7 @@ def publish(source: Path, name: str, version: str | None, notes: str, root: Path
         _fsync(tmp / WEIGHTS)
         weights = {"file": WEIGHTS, "sha256": _sha256(tmp / WEIGHTS), "bytes": (tmp / WEIGHTS).stat().st_size,
                    "tensors": len(state), "parameters": sum(int(v.numel()) for v in state.values())}
-        card = _card(meta, ckpt_path, name, notes, weights)
+        card = _card(meta, ckpt_path, name, notes, weights, structural)
         for _ in range(100):  # another process may take the same number between our look and the rename
             chosen = version or _next_version(model_dir)
             card["version"] = chosen

@@ -6,6 +6,7 @@ every epoch, and checkpoint files written atomically (a temporary file next to t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
@@ -19,6 +20,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from .errors import CheckpointError
 
 __all__ = ["RNGState", "LastCheckpoint", "AtomicCheckpoints", "AtomicCheckpointIO", "atomic_torch_save", "rng_state", "set_rng_state",
            "TEMP_SUFFIX"]
@@ -165,11 +168,28 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        full = _storage_error(exc)
+        if full is not None:
+            kept = f"the previous {target.name} is intact" if target.is_file() else f"no earlier {target.name} was there to keep"
+            raise CheckpointError(f"could not write checkpoint {target}: {full.strerror or full}; {kept}",
+                                  hint="free disk space or raise the file-size limit (ulimit -f), then resume") from exc
         raise
     _fsync_dir(target.parent)
+
+
+def _storage_error(exc: BaseException) -> OSError | None:
+    """The full-disk, quota or file-size error behind ``exc`` (torch's zip writer wraps it in a RuntimeError), or None."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

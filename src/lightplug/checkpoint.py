@@ -7,9 +7,12 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError, LightplugError
+from .errors import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trust import Consent
 
 __all__ = ["CHECKPOINT_FORMAT", "checkpoint_file_problem", "read_checkpoint", "load_model", "model_from_checkpoint", "describe"]
 
@@ -108,34 +111,26 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(read_checkpoint(path)["lightplug"])
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> tuple[Any, Any]:
+def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint", allowed: Consent | None = None) -> tuple[Any, Any]:
     """Rebuild the plugin's module from a loaded checkpoint and load its weights.
 
-    A field added to the plugin after the checkpoint was written takes its default; a field that no
-    longer exists is dropped with a warning.
+    The plugin is found as :mod:`lightplug.trust` says: an installed plugin by name; an import path or a
+    local plugin only when ``allowed`` names it or trusts code. A field added to the plugin after the
+    checkpoint was written takes its default; a field that no longer exists is dropped with a warning.
 
     Returns:
         (the ``nn.Module`` in eval mode, the plugin object).
+
+    Raises:
+        UntrustedCode: the checkpoint asks for code the user did not name. CheckpointError: it does not fit.
     """
-    from .registry import get_registry
     from .schema import check_values
+    from .trust import check_code_values, resolve_model
 
     meta = ckpt["lightplug"]
     info = meta["plugin"]
-    registry = get_registry()
     name = info["name"]
-    try:
-        try:
-            loaded = registry.get("model", name)
-        except LightplugError:
-            if info.get("source") not in ("local", "path") or (info.get("source") == "local" and not Path(info.get("target", "")).is_file()):
-                raise
-            from .registry import PluginRef  # a prototype from a plugin folder or a class path: load it where it was
-
-            loaded = registry.load(PluginRef("model", name, info["target"], info["source"]))
-    except LightplugError as exc:
-        raise CheckpointError(f"{where} was trained with model {name!r} ({info.get('dist') or info.get('source')}), which cannot be loaded here: {exc}",
-                              hint=f"install {info.get('dist') or 'that plugin'}") from exc
+    loaded = resolve_model(info, where, allowed)
     values = dict(meta["model_config"])
     known = set(loaded.schema.names())
     for key in [k for k in values if k not in known]:
@@ -146,6 +141,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> tu
     problems = check_values(loaded.schema, values, prefix="model", owner=name)
     if problems:
         raise CheckpointError(f"{where} does not fit {name} {loaded.ref.version or ''}: {problems[0]}")
+    check_code_values(loaded.schema, values, where, allowed)
     plugin = loaded.instantiate(values)
     net = plugin.build(plugin.cfg)
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
@@ -159,22 +155,33 @@ def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> tu
     return net, plugin
 
 
-def load_model(path: str | os.PathLike[str]) -> Any:
+def load_model(path: str | os.PathLike[str], model: str | None = None, trust_code: bool | None = None) -> Any:
     """The trained ``nn.Module`` of a checkpoint, in eval mode, with no config needed.
 
     The checkpoint's self-description is attached as ``model.lightplug_meta`` (plugin, task, label names,
     preprocessing, the full resolved config).
 
+    Args:
+        path: a ``.ckpt`` file or ``store:NAME[/vN]``.
+        model: the code it was trained with, when that is an import path (``"pkg.mod:Name"``) or a local
+            plugin (``"NAME"``): naming it is the consent to run it (see :mod:`lightplug.trust`). An installed
+            plugin needs nothing.
+        trust_code: run whatever code the file names (default: ``$LIGHTPLUG_TRUST_CODE``).
+
     Example:
         >>> net = lightplug.load_model("outputs/2026-11-25/12-00-00/checkpoints/best.ckpt")  # doctest: +SKIP
         >>> net(torch.zeros(1, 1, 8, 8)).argmax(-1)  # doctest: +SKIP
         >>> net = lightplug.load_model("store:digits_mlp/v1")  # doctest: +SKIP
+        >>> net = lightplug.load_model("run/checkpoints/best.ckpt", model="torchvision.models:resnet18")  # doctest: +SKIP
     """
+    from .trust import consent
+
+    allowed = consent(model, trust_code, how="api")
     if str(path).startswith("store:"):  # a published model (lightplug store add)
         from .store import load
 
-        return load(str(path))
+        return load(str(path), allowed=allowed)
     ckpt = read_checkpoint(path)
-    net, _ = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
+    net, _ = model_from_checkpoint(ckpt, where=f"checkpoint {path}", allowed=allowed)
     net.lightplug_meta = ckpt["lightplug"]
     return net

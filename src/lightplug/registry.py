@@ -245,8 +245,11 @@ class Registry:
         return sorted({r.name for r in self.refs(kind)})
 
     # ---- lookup
-    def find(self, kind: str, name: str) -> PluginRef:
-        """The plugin ``name`` (or ``dist:name``, or ``package.module:Class`` for models).
+    def find(self, kind: str, name: str, import_paths: bool = True) -> PluginRef:
+        """The plugin ``name`` (or ``dist:name``, or ``package.module:Class`` for models) that a user typed.
+
+        A name read from a file (checkpoint, store card, ONNX metadata) goes through :meth:`find_installed`
+        instead (see :mod:`lightplug.trust`); ``import_paths=False`` refuses ``package.module:Class`` (the web UI).
 
         Raises:
             PluginError: unknown name (close matches offered), a clash, or an incompatible plugin.
@@ -256,7 +259,10 @@ class Registry:
             qualifier, _, short = name.partition(":")
             hits = [r for r in refs if r.name == short and _norm(qualifier) in (_norm(r.dist), r.source)]
             if hits:
-                return self._usable(hits[0], allow_conflict=True)
+                return self.usable(hits[0], allow_conflict=True)
+            if not import_paths:
+                raise PluginError(f"{kind} {name!r}: no installed package {qualifier!r} registers {short!r}",
+                                  hint="only installed plugins are accepted here: NAME or DIST:NAME")
             if kind in ("model", "callback") and _importable(qualifier):
                 return PluginRef(kind, name, name, "path")
             raise PluginError(f"{kind} {name!r}: no package {qualifier!r} registers {short!r} and no module {qualifier!r} can be imported",
@@ -272,9 +278,10 @@ class Registry:
             choices = " or ".join(f"{kind if kind != 'callback' else 'callbacks'}={r.qualified}" for r in hits)
             pkgs = " and ".join(r.dist or r.source for r in hits)
             raise PluginError(f"{kind} {name!r} is registered by both {pkgs}", hint=f"pick one with {choices}")
-        return self._usable(hits[0])
+        return self.usable(hits[0])
 
-    def _usable(self, ref: PluginRef, allow_conflict: bool = False) -> PluginRef:
+    def usable(self, ref: PluginRef, allow_conflict: bool = False) -> PluginRef:
+        """``ref`` itself, or a PluginError when it is ignored, incompatible or (unless allowed) in a name clash."""
         if ref.problem and not (allow_conflict and ref.problem.startswith("conflict")):
             raise PluginError(f"{ref.kind} {ref.name!r} from {ref.dist or ref.source} ({ref.target}) cannot be used: {ref.problem}")
         return ref

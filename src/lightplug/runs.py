@@ -1,6 +1,6 @@
 """The runs index: every training run recorded in a local SQLite database, ``runs.db``, next to the outputs.
 
-A run is written twice: as ``running`` when it starts (rank 0 only) and once more when it ends, as
+A run is written twice: as ``running`` when its training starts (rank 0 only) and once more when it ends, as
 ``completed``, ``failed`` (with the first line of the error) or ``interrupted``. A process killed with
 SIGKILL (or by the out-of-memory killer, or a power cut) writes no end: the next reader on the same host
 sees that the recorded process is gone (or its pid now belongs to a newer process) and records the run as
@@ -319,7 +319,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def record_run(fn: F) -> F:
-    """Decorate ``run_training(run, run_dir)``: record the run as ``running`` before, and its end after.
+    """Decorate the fit of a run, ``fn(run, run_dir, ...)``: record the run as ``running`` before, and its end after
+    (a run that fails before training starts is not recorded, see :func:`lightplug.training.run_training`).
 
     Only global rank 0 records. A database that cannot be written is logged as a warning and never
     stops the run; the run's own exception is re-raised unchanged.

@@ -241,8 +241,13 @@ def entry_problem(ref: str) -> str | None:
     return None if entry.weights_path.is_file() else f"{entry.weights_path}: the weights file is missing"
 
 
-def add(source: str | os.PathLike[str], name: str, version: str | None = None, notes: str = "", root: Path | None = None) -> StoreEntry:
+def add(source: str | os.PathLike[str], name: str, version: str | None = None, notes: str = "", root: Path | None = None,
+        model: str | None = None, trust_code: bool | None = None) -> StoreEntry:
     """Publish the weights and a card of a run folder (its best, else last checkpoint) or a checkpoint.
+
+    The card records the plugin as the checkpoint does (name, package, version, ``source`` and ``target``). A
+    model trained from an import path or a local plugin is published only when ``model`` names that code (or
+    ``trust_code``), and loading it back needs the same consent (see :mod:`lightplug.trust`).
 
     Args:
         source: a run folder written by ``lightplug train``, or a ``.ckpt`` file.
@@ -250,6 +255,8 @@ def add(source: str | os.PathLike[str], name: str, version: str | None = None, n
         version: ``vN``; default the next one. An existing version is never overwritten.
         notes: free text kept in the card.
         root: the store folder (default :func:`store_root`).
+        model, trust_code: consent to load the code of an import-path or local-plugin model (its schema tells
+            which settings are structural).
 
     Returns:
         The new entry, e.g. ``StoreEntry(plugin="mlp", name="digits_mlp", version="v1", ...)``.
@@ -258,8 +265,9 @@ def add(source: str | os.PathLike[str], name: str, version: str | None = None, n
         LightplugError: a bad name or version, or that version exists. CheckpointError: an unreadable checkpoint.
     """
     from ._store_publish import publish
+    from .trust import consent
 
-    return publish(Path(source), name, version, notes, root or store_root())
+    return publish(Path(source), name, version, notes, root or store_root(), consent(model, trust_code, how="api"))
 
 
 # ---------------------------------------------------------------- loading
@@ -328,8 +336,11 @@ def as_checkpoint(ref: str, label: str | None = None) -> dict[str, Any]:
     return {"lightplug": _meta(card, entry), "state_dict": {f"net.{k}": v for k, v in tensors.items()}}
 
 
-def load(ref: str) -> Any:
+def load(ref: str, allowed: Any = None) -> Any:
     """The stored model ``ref`` as an ``nn.Module`` in eval mode, with ``lightplug_meta`` attached.
+
+    A model trained from an import path or a local plugin needs the same consent as its checkpoint
+    (``allowed``, a :class:`lightplug.trust.Consent`; :func:`lightplug.load_model` takes ``model=``/``trust_code=``).
 
     Example:
         >>> net = lightplug.store.load("store:digits_mlp/v1")  # doctest: +SKIP
@@ -338,7 +349,7 @@ def load(ref: str) -> Any:
 
     ckpt = as_checkpoint(ref)
     where = f"{_show_ref(ref)}: {ckpt['lightplug']['store']['path']}/{WEIGHTS}"
-    net, _ = model_from_checkpoint(ckpt, where=where)
+    net, _ = model_from_checkpoint(ckpt, where=where, allowed=allowed)
     net.lightplug_meta = ckpt["lightplug"]
     return net
 
@@ -350,10 +361,11 @@ def check_structural(meta: dict[str, Any], model_name: str, model_cfg: dict[str,
     Raises:
         CheckpointError: e.g. ``init_from=store:m/v2: model.hidden differs (stored 32, now 64); structural settings must match``.
     """
+    from .trust import same_code
+
     info = meta.get("plugin") or {}
     stored = str(info.get("name") or "")
-    dist, _, short = model_name.rpartition(":")
-    if stored.rpartition(":")[2] != short or (dist and info.get("dist") and dist.replace("_", "-") != str(info["dist"]).replace("_", "-")):
+    if not same_code(info, model_name):
         raise CheckpointError(f"{label}: it holds model {stored!r} ({info.get('dist') or info.get('source')}), this run trains model={model_name}",
                               hint=f"fine-tune it with model={stored}")
     structural = (meta.get("store") or {}).get("structural") or {}

@@ -46,7 +46,8 @@ def build_callbacks(cfg: dict[str, Any], out: Path, task: str | None = None) -> 
         from .export.callback import ExportCallback
 
         callbacks.append(ExportCallback(out / "export", export["formats"], opset=export.get("opset", 17), dynamic_batch=export.get("dynamic_batch", True),
-                                        atol=export.get("atol", 1e-4), rtol=export.get("rtol", 1e-3), benchmark=export.get("benchmark", True)))
+                                        atol=export.get("atol", 1e-4), rtol=export.get("rtol", 1e-3), benchmark=export.get("benchmark", True),
+                                        model=(cfg.get("model") or {}).get("_plugin_")))
     from .evaluation.callbacks import evaluation_callbacks  # confusion matrix, per-sample results
 
     callbacks += evaluation_callbacks(cfg, out, task)

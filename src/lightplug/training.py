@@ -17,6 +17,7 @@ from .config.finalize import RunConfig
 from .errors import CheckpointError, ConfigError, DataError, LightplugError, PluginError
 from .registry import LoadedPlugin, get_registry
 from .runs import record_run
+from .trust import same_code
 
 __all__ = ["run_training", "build_module", "checkpoint_meta", "check_checkpoint_settings"]
 
@@ -137,7 +138,7 @@ def _check_same_run(ckpt: dict[str, Any], run: RunConfig, label: str) -> None:
     """A checkpoint to resume from must hold this run's model, optimizer and scheduler."""
     meta = ckpt["lightplug"]
     info, saved_cfg = meta.get("plugin") or {}, meta.get("config") or {}
-    if info.get("name") != run.model_name:
+    if not same_code(info, run.model_name):  # the same installed plugin, import path or local plugin (lightplug.trust)
         raise CheckpointError(f"{label}: it holds model {info.get('name')!r} ({info.get('dist') or info.get('source')}), but this run trains "
                               f"model={run.model_name}", hint="resume with the model it was trained with, or use init_from=PATH to start from its weights")
     for group in ("optimizer", "scheduler"):
@@ -255,17 +256,29 @@ def _set_threads(cfg: dict[str, Any]) -> None:
         torch.set_num_threads(int(threads))
 
 
-@record_run  # recorded in runs.db: running at the start, completed/failed/interrupted at the end
 def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | None:
-    """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric."""
+    """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric.
+
+    The run folder is held by one run at a time (:func:`lightplug._run_folder.claim_run_folder`). Everything
+    that can fail before training (data, plugin build, first batch, ``init_from=``/``resume=`` checks, the
+    trainer) runs first: a failure there leaves no run folder and no ``runs.db`` row.
+    """
+    from ._run_folder import claim_run_folder
+
+    with claim_run_folder(run_dir) as folder:
+        prepared = _prepare(run, Path(run_dir))
+        folder.started = True  # from here on the folder and its runs.db row hold a run, whatever happens
+        return _fit(run, run_dir, prepared)
+
+
+def _prepare(run: RunConfig, out: Path) -> dict[str, Any]:
+    """Everything before ``fit``: data, module, first-batch check, checkpoints to start from, trainer, config.json."""
     import lightning as L
 
     from ._logging import quiet_lightning
     from .trainer_factory import build_trainer
 
     quiet_lightning()
-
-    out = Path(run_dir)
     cfg = run.cfg
     for note in run.notes:
         log.info(note)
@@ -285,9 +298,16 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    return {"trainer": trainer, "module": module, "datamodule": datamodule, "resume": resume}
+
+
+@record_run  # recorded in runs.db: running when training starts, completed/failed/interrupted at the end
+def _fit(run: RunConfig, run_dir: str | os.PathLike[str], prepared: dict[str, Any]) -> float | None:
+    out, cfg = Path(run_dir), run.cfg
+    trainer, resume = prepared["trainer"], prepared["resume"]
     saved_env = {k: os.environ.get(k) for k in _DDP_ENV}
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True if resume else None)
+        trainer.fit(prepared["module"], datamodule=prepared["datamodule"], ckpt_path=resume, weights_only=True if resume else None)
     finally:
         _end_process_group(saved_env)
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None

@@ -32,6 +32,9 @@ keys:
   benchmark=BOOL       time the files against eager PyTorch                             default: true
   bench_seconds=X      timing budget per backend                                        default: 1.0
   seed=N               seed of the compared and timed inputs                            default: 0
+  model=CODE           the import path (pkg.mod:Name) or local plugin NAME the checkpoint was trained with:
+                       naming it allows lightplug to load that code (installed plugins need nothing)
+  trust_code=BOOL      load whatever code the checkpoint names                          default: $LIGHTPLUG_TRUST_CODE
 
 example: lightplug export ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt format=onnx,torchscript"""
 
@@ -81,10 +84,10 @@ def _formats(text: str) -> list[str]:
 
 _KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "run": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
                                           "atol": _positive(float), "rtol": _positive(float), "benchmark": _bool,
-                                          "bench_seconds": _positive(float), "seed": _seed}
+                                          "bench_seconds": _positive(float), "seed": _seed, "model": str, "trust_code": _bool}
 _RULES = {"format": "choose from onnx, torchscript; several: format=onnx,torchscript", "opset": "an integer from 7 to 25",
           "atol": "a number > 0", "rtol": "a number > 0", "bench_seconds": "a number > 0", "seed": "an integer from 0 to 2**32-1",
-          "dynamic_batch": "true or false", "benchmark": "true or false"}
+          "dynamic_batch": "true or false", "benchmark": "true or false", "trust_code": "true or false"}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def main(argv: list[str]) -> int:
 
     report = export_checkpoint(opts["ckpt"], opts["format"], output=opts["output"], opset=opts["opset"], dynamic_batch=opts["dynamic_batch"],
                                atol=opts["atol"], rtol=opts["rtol"], benchmark=opts["benchmark"], bench_seconds=opts["bench_seconds"],
-                               seed=opts["seed"])
+                               seed=opts["seed"], model=opts.get("model") or None, trust_code=opts.get("trust_code"))
     report.print(failures=False)
     failed = [r for r in report.formats.values() if not r.ok]
     if failed:

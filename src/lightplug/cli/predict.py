@@ -4,19 +4,22 @@ file runs through onnxruntime without importing torch or lightning."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from ..evaluation.options import output_file, parse_options, parse_value, resolve_checkpoint
+from ..evaluation.options import cli_consent, output_file, parse_options, parse_value, resolve_checkpoint
 
 __all__ = ["main"]
 
 _OPTIONS = {
     "ckpt": "a checkpoint file (or best|last with run=)",
     "run": "a run folder: its checkpoints/best.ckpt (or ckpt=last)",
-    "model": "an ONNX file written by `lightplug export` (or a checkpoint file)",
+    "model": "an ONNX file written by `lightplug export` (or a checkpoint file); with ckpt=/run=: the import path (pkg.mod:Name) "
+             "or local plugin NAME the checkpoint was trained with, naming it allows that code",
+    "trust_code": "load whatever code the checkpoint names (true|false; default $LIGHTPLUG_TRUST_CODE)",
     "input": "an image, .npy or .csv file, or a folder of them",
     "topk": "labels per sample (classification, default 3)",
     "output": "the CSV file to write (default preds.csv)",
@@ -41,19 +44,29 @@ def _positive_int(opts: dict[str, str], key: str, default: int) -> int:
     return value
 
 
+def _is_model_file(text: str) -> bool:
+    """``model=`` names a file (ONNX or checkpoint) rather than the code a checkpoint was trained with."""
+    return text.endswith((".onnx", ".ckpt", ".pt", ".pth")) or "/" in text or os.sep in text or Path(text).is_file()
+
+
 def _predictor(opts: dict[str, str]) -> Any:
     model = opts.get("model")
-    if model and (opts.get("ckpt") or opts.get("run")):
+    names_code = bool(model) and not _is_model_file(str(model))
+    if model and not names_code and (opts.get("ckpt") or opts.get("run")):
         raise ConfigError("give either model=FILE.onnx or ckpt=/run=, not both")
-    if model and not model.endswith((".ckpt", ".pt", ".pth")):
+    if names_code and not (opts.get("ckpt") or opts.get("run")):
+        raise ConfigError(f"model={model}: no such ONNX or checkpoint file",
+                          hint=f"to name the code a checkpoint was trained with, give the checkpoint too: ckpt=PATH model={model}")
+    if model and not names_code and not model.endswith((".ckpt", ".pt", ".pth")):
         from ..evaluation.inference import OnnxPredictor
 
-        return OnnxPredictor(model)
-    path = Path(model) if model else resolve_checkpoint(opts, "predict")
+        return OnnxPredictor(model)  # its metadata names no code: predict reads preprocessing, labels and output layout only
+    path = Path(model) if model and not names_code else resolve_checkpoint(opts, "predict")
+    allowed = cli_consent({**opts, "model": str(model) if names_code else ""})
 
     from ..evaluation.inference import TorchPredictor
 
-    return TorchPredictor(path)
+    return TorchPredictor(path, allowed)
 
 
 def _print_head(rows: list[list[Any]], total: int, output: Path, detection: bool = False) -> None:

@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--worst", type=positive_int, default=20, metavar="N", help="how many cases to show (default 20)")
     parser.add_argument("--no-image", action="store_true", help="do not write worst.png")
     parser.add_argument("--output", metavar="PNG", help="where to write the image grid (default RUN_DIR/worst.png)")
+    parser.add_argument("--model", metavar="CODE", help="the import path (pkg.mod:Name) or local plugin NAME the run was trained with, "
+                        "when drawing needs its model: naming it allows that code (installed plugins need nothing)")
+    parser.add_argument("--trust-code", action="store_true", default=None, help="load whatever code the run's checkpoint names")
     return parser
 
 
@@ -53,7 +56,7 @@ def main(args: list[str]) -> int:
     console.print(table)
     if opts.no_image or task == "regression":
         return 0
-    found = sample_images(run, worst, want_masks=task == "segmentation")
+    found = sample_images(run, worst, want_masks=task == "segmentation", allowed=_consent(opts))
     if found is None:
         console.print("no worst.png: the data are not images", highlight=False)
         return 0
@@ -86,9 +89,15 @@ def _detection(console: Any, run: Path, file: Path, rows: list[dict[str, str]], 
     console.print(table)
     if opts.no_image:
         return 0
-    images, trues, preds, names = worst_detections(run, worst)
+    images, trues, preds, names = worst_detections(run, worst, allowed=_consent(opts))
     titles = [f"#{k} {r['id'][-24:]} ap50={float(r['ap50']):.2f}\n{r['matched']}/{r['true_boxes']} found" for k, r in enumerate(worst, 1)]
     out = Path(opts.output) if opts.output else run / "worst.png"
     boxes_figure(images, titles, trues, preds, names, out)
     console.print(f"wrote {out} (true boxes green, predicted red)", highlight=False)
     return 0
+
+
+def _consent(opts: argparse.Namespace) -> Any:
+    from ..trust import consent
+
+    return consent(opts.model, opts.trust_code, how="store")  # the same spelling as store add: --model / --trust-code

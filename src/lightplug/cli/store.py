@@ -1,6 +1,6 @@
 """``lightplug store``: publish trained models by name and version, list them, show their cards.
 
-    lightplug store add RUN_DIR_OR_CKPT --name NAME [--version vN] [--notes TEXT]
+    lightplug store add RUN_DIR_OR_CKPT --name NAME [--version vN] [--notes TEXT] [--model CODE | --trust-code]
     lightplug store list [--plugin X] [--json]
     lightplug store show NAME[/vN] [--json]
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .. import store
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True, help="the model's name: lowercase letters, digits, _ and -")
     add.add_argument("--version", help="vN (default: the next version); an existing version is never overwritten")
     add.add_argument("--notes", default="", help="free text kept in the card")
+    add.add_argument("--model", metavar="CODE", help="the import path (pkg.mod:Name) or local plugin NAME the checkpoint was trained "
+                     "with: naming it allows lightplug to load that code (installed plugins need nothing)")
+    add.add_argument("--trust-code", action="store_true", default=None, help="load whatever code the checkpoint names")
     lst = sub.add_parser("list", help="every model with its versions and headline metric")
     lst.add_argument("--plugin", help="only models of this plugin")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -66,7 +70,10 @@ def _metric(card: dict[str, Any] | None) -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
-    entry = store.add(args.source, args.name, version=args.version, notes=args.notes)
+    from .._store_publish import publish
+    from ..trust import consent
+
+    entry = publish(Path(args.source), args.name, args.version, args.notes, store.store_root(), consent(args.model, args.trust_code, how="store"))
     card = store.read_card(entry)
     metric = _metric(card)
     print(f"published {entry.plugin}/{entry.name}/{entry.version}{f' ({metric})' if metric else ''} in {entry.path}")
@@ -74,7 +81,12 @@ def _add(args: argparse.Namespace) -> int:
     ref = f"store:{entry.plugin}/{entry.name}" if others else f"store:{entry.name}"
     if others:
         print(f"note: plugin {others[0]['plugin']} also has a model named {entry.name}; refer to this one as {ref}")
-    print(f"load it with lightplug.load_model(\"{ref}\"), or ckpt={ref}/{entry.version} / init_from={ref}")
+    plugin = card.get("plugin") or {}
+    if plugin.get("source") in ("path", "local"):  # its code is not installed: loading it needs the same consent
+        code = plugin.get("target") if plugin.get("source") == "path" else plugin.get("name")
+        print(f"load it with lightplug.load_model(\"{ref}\", model=\"{code}\"), or ckpt={ref}/{entry.version} model={code}")
+    else:
+        print(f"load it with lightplug.load_model(\"{ref}\"), or ckpt={ref}/{entry.version} / init_from={ref}")
     return 0
 
 

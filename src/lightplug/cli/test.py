@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.options import accelerator_choice, output_file, parse_options, parse_value, resolve_checkpoint
+from ..evaluation.options import accelerator_choice, cli_consent, output_file, parse_options, parse_value, resolve_checkpoint
 
 __all__ = ["main"]
 
@@ -20,6 +20,8 @@ _OPTIONS = {
     "output": "where to write the metrics (default: test_metrics.json next to the checkpoint)",
     "accelerator": "cpu, gpu or auto (default)",
     "progress": "show a progress bar (true|false)",
+    "model": "the import path (pkg.mod:Name) or local plugin NAME the checkpoint was trained with: naming it allows that code",
+    "trust_code": "load whatever code the checkpoint names (true|false; default $LIGHTPLUG_TRUST_CODE)",
 }
 
 _HELP = (__doc__ or "").replace("``", "") + "\n\noptions:\n" + "\n".join(f"  {k}=...  {v}" for k, v in _OPTIONS.items()) + (
@@ -55,10 +57,11 @@ def main(args: list[str]) -> int:
     path = resolve_checkpoint(opts, "test")
     overrides = {k[len("data."):]: parse_value(v) for k, v in opts.items() if k.startswith("data.")}
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
+    allowed = cli_consent(opts)
 
     from ..evaluation.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(path, opts.get("data") or None, overrides, accelerator=accelerator, progress=progress)
+    report = evaluate_checkpoint(path, opts.get("data") or None, overrides, accelerator=accelerator, progress=progress, allowed=allowed)
     _print_table(report)
     default = Path("test_metrics.json") if str(path).startswith("store:") else path.parent / "test_metrics.json"
     out = given or default

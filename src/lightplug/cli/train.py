@@ -4,6 +4,7 @@ config is known to be valid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -170,9 +171,13 @@ def _mark_fixed(text: str, schema: Schema) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _check_before_run(args: list[str], registry: Registry) -> None:
+def _check_before_run(args: list[str], registry: Registry) -> str:
     """Compose and check the job as the run will, before Hydra creates the run folder: a config or data
-    error then leaves no file behind (an existing run folder keeps its ``.hydra`` record)."""
+    error then leaves no file behind (an existing run folder keeps its ``.hydra`` record).
+
+    Returns:
+        The run folder (``hydra.run.dir``, resolved now: the run is pinned to it, see :func:`_pin_run_dir`).
+    """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -181,6 +186,7 @@ def _check_before_run(args: list[str], registry: Registry) -> None:
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            run_dir = str(cfg.hydra.run.dir)
             run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
@@ -189,6 +195,15 @@ def _check_before_run(args: list[str], registry: Registry) -> None:
         from ..training import check_checkpoint_settings
 
         check_checkpoint_settings(run)  # reads them with torch, but before Lightning loads or anything is written
+    return run_dir
+
+
+def _pin_run_dir(args: list[str], run_dir: str) -> list[str]:
+    """``args`` with ``hydra.run.dir`` set to the folder found now: ``${now:...}`` resolved again by Hydra could
+    name the next second's folder, not the one whose lock this process holds."""
+    kept = [a for a in args if a.lstrip("+").split("=", 1)[0] != "hydra.run.dir"]
+    quoted = run_dir if all(c.isalnum() or c in "/._-:" for c in run_dir) else "'" + run_dir.replace("'", "\\'") + "'"
+    return [*kept, f"hydra.run.dir={quoted}"]
 
 
 def _task(original_argv: list[str]) -> Any:
@@ -234,8 +249,13 @@ def main(args: list[str]) -> int:
         if flag + 1 < len(args) and args[flag + 1] == "job":
             return _print_job_config(args, resolve="--resolve" in args)
     single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
+    folder: Any = contextlib.nullcontext()
     if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
-        _check_before_run(args, registry)
+        run_dir = _check_before_run(args, registry)
+        args = _pin_run_dir(args, run_dir)
+        from .._run_folder import claim_run_folder
+
+        folder = claim_run_folder(run_dir)  # one run per folder, refused before Hydra writes into it
 
     import hydra
     from hydra.errors import HydraException
@@ -245,7 +265,8 @@ def main(args: list[str]) -> int:
     sys.argv = [original_argv[0], *args]
     app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task(original_argv))
     try:
-        app()
+        with folder:
+            app()
     except _UserError as exc:
         raise exc.error from exc.error.__cause__
     except (HydraException, OmegaConfBaseException) as exc:

@@ -1,4 +1,4 @@
-"""``lightplug ui [--port N] [--host 127.0.0.1] [--outputs DIR] [--token T] [--data-dir DIR]``: serve the
+"""``lightplug ui [--port N] [--host 127.0.0.1] [--outputs DIR] [--token T] [--allow-dir DIR]``: serve the
 local web UI (FastAPI + uvicorn) and print its address. See docs/ui.md."""
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --token)")
     p.add_argument("--outputs", default="outputs", help="folder of the run folders (default ./outputs)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"secret every request must carry (default ${TOKEN_ENV})")
-    p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
-                   help="a folder that data paths (data.root=...) may point into, besides the outputs folder; repeatable")
+    p.add_argument("--allow-dir", "--data-dir", dest="data_dir", action="append", default=[], metavar="DIR",
+                   help="a folder that path fields (data.root=...) may point into, besides the current folder and the outputs "
+                        "folder; repeatable")
     return p
 
 
@@ -74,7 +75,8 @@ def main(argv: list[str]) -> int:
         raise LightplugError(f"the UI needs fastapi and uvicorn ({exc})", hint="pip install 'lightplug[ui]'") from exc
     missing = [d for d in args.data_dir if not Path(d).expanduser().is_dir()]
     if missing:  # before the outputs folder is created: a refused command leaves nothing behind
-        raise ConfigError(f"--data-dir {missing[0]}: no such folder")
+        flag = "--data-dir" if any(a.startswith("--data-dir") for a in argv) else "--allow-dir"  # the name the user typed
+        raise ConfigError(f"{flag} {missing[0]}: no such folder")
     outputs = Path(args.outputs).expanduser().resolve()
     try:
         outputs.mkdir(parents=True, exist_ok=True)

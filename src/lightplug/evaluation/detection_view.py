@@ -20,7 +20,7 @@ TRUE_COLOUR = "#22c55e"  # green
 PRED_COLOUR = "#ef4444"  # red
 
 
-def worst_detections(run: Path, rows: list[dict[str, str]]) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], list[str]]:
+def worst_detections(run: Path, rows: list[dict[str, str]], allowed: Any = None) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], list[str]]:
     """Images (``H x W x 3`` in [0, 1]), true boxes and predicted boxes (scoring at least the run's
     ``results.box_score``) of the given rows of ``val_predictions.csv``, by rebuilding the run's validation
     data and model from its checkpoint.
@@ -42,7 +42,7 @@ def worst_detections(run: Path, rows: list[dict[str, str]]) -> tuple[list[np.nda
     meta = ckpt["lightplug"]
     config = meta.get("config") or {}
     score = float((config.get("results") or {}).get("box_score", REPORT_SCORE))
-    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {ckpt_path}")
+    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {ckpt_path}", allowed=allowed)
     _, _, dm = build_datamodule(meta)
     position = {sid: p for p, sid in enumerate(dm.sample_ids.get("val") or [])}
     missing = [r["id"] for r in rows if r["id"] not in position]

@@ -31,14 +31,13 @@ def data_config_from_meta(meta: dict[str, Any], name: str | None = None, overrid
         ConfigError: a value breaks the data plugin's rules (every problem listed).
     """
     from ..config.values import coerce, data_problems
-    from ..registry import get_registry
     from ..schema import check_values
 
     trained = meta.get("data") or {}
     data_name = name or trained.get("name")
     if not data_name:
         raise ConfigError("the checkpoint does not say which data it was trained on", hint="give data=NAME")
-    loaded = get_registry().get("data", data_name)
+    loaded = _data_plugin(str(data_name), from_file=not name)
     values = dict(trained.get("config") or {}) if data_name == trained.get("name") else {}
     values.update(overrides or {})
     names = set(loaded.schema.names())
@@ -46,12 +45,26 @@ def data_config_from_meta(meta: dict[str, Any], name: str | None = None, overrid
     if "layout" in names and values.get("layout", "auto") == "auto" and layout in ("image", "flat"):
         values["layout"] = layout  # the model takes what it was trained on
     problems = check_values(loaded.schema, values, prefix="data", owner=data_name, partial=True)
+    from ..trust import check_code_values
+
+    recorded = {k: v for k, v in values.items() if k not in (overrides or {})}  # data.KEY=VALUE typed by the user is theirs
+    check_code_values(loaded.schema, recorded, "the checkpoint")  # an import path recorded as a data setting: trust_code only
     config = coerce(loaded.schema, {**loaded.schema.defaults(), **values})
     if not problems:  # the plugin's rules across fields (data.val_fraction + data.test_fraction < 1)
         problems = data_problems(loaded.instantiate(config))
     if problems:
         raise ConfigError("invalid data config", problems=problems)
     return data_name, config
+
+
+def _data_plugin(name: str, from_file: bool) -> Any:
+    """The data plugin ``name``: typed by the user (``data=NAME``), or read from the checkpoint, then only an
+    installed one (the trust rule, :mod:`lightplug.trust`)."""
+    from ..registry import get_registry
+    from ..trust import installed_ref
+
+    registry = get_registry()
+    return registry.load(installed_ref(registry, "data", name)) if from_file else registry.get("data", name)
 
 
 def _check_facts(meta: dict[str, Any], facts: dict[str, Any], label_names: list[str], data_name: str) -> None:
@@ -72,10 +85,8 @@ def build_datamodule(meta: dict[str, Any], name: str | None = None, overrides: d
     Returns:
         (data name, its config, the data module).
     """
-    from ..registry import get_registry
-
     data_name, values = data_config_from_meta(meta, name, overrides)
-    loaded = get_registry().get("data", data_name)
+    loaded = _data_plugin(data_name, from_file=not name)
     plugin = loaded.instantiate(values)
     facts = dict(plugin.facts(plugin.cfg))
     try:
@@ -98,7 +109,7 @@ def _split_size(dm: Any) -> tuple[str, int | None]:
 
 
 def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_overrides: dict[str, Any] | None = None,
-                        accelerator: str = "auto", progress: bool = True) -> dict[str, Any]:
+                        accelerator: str = "auto", progress: bool = True, allowed: Any = None) -> dict[str, Any]:
     """Run ``Trainer.test`` with a checkpoint's model on its data (or other data) and return a report.
 
     Args:
@@ -106,6 +117,7 @@ def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_ove
         data_name, data_overrides: other data, or other settings of the training data.
         accelerator: Lightning accelerator (``cpu``, ``gpu``, ``auto``).
         progress: show a Rich progress bar.
+        allowed: the user's consent to load an import-path or local-plugin model (:class:`lightplug.trust.Consent`).
 
     Returns:
         ``{"checkpoint", "model", "task", "data": {"name", "config"}, "split", "num_samples", "metrics"}``.
@@ -133,7 +145,7 @@ def evaluate_checkpoint(path: str | Path, data_name: str | None = None, data_ove
         raise ConfigError(f"accelerator={accelerator}: cannot be used here ({first[:200]})", hint="use accelerator=cpu or auto") from exc
     ckpt = read_checkpoint(path)
     meta = ckpt["lightplug"]
-    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
+    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}", allowed=allowed)
     name, values, dm = build_datamodule(meta, data_name, data_overrides)
     run_cfg = dict(meta.get("config") or {})
     run_cfg.setdefault("facts", dict(meta.get("facts") or {}))

@@ -54,12 +54,13 @@ class Predictor:
 class TorchPredictor(Predictor):
     """The trained model of a lightplug checkpoint, in eval mode on the CPU."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, allowed: Any = None) -> None:
+        """``allowed``: the user's consent to load an import-path or local-plugin model (:class:`lightplug.trust.Consent`)."""
         from ..checkpoint import model_from_checkpoint, read_checkpoint
 
         ckpt = read_checkpoint(path)
         self.meta = dict(ckpt["lightplug"])
-        self.net, self.plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}")
+        self.net, self.plugin = model_from_checkpoint(ckpt, where=f"checkpoint {path}", allowed=allowed)
 
     def image_fn(self) -> Any:
         from ..data.images import eval_transform

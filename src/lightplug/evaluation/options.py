@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["parse_options", "parse_value", "resolve_checkpoint", "output_file", "accelerator_choice", "ACCELERATORS"]
+__all__ = ["parse_options", "parse_value", "resolve_checkpoint", "output_file", "accelerator_choice", "ACCELERATORS", "cli_consent"]
 
 #: The accelerators ``lightplug test`` takes (Lightning's names); whether one is present is known once torch is loaded.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -139,3 +139,19 @@ def accelerator_choice(text: str) -> str:
         did = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(f"accelerator={text}: not one of {', '.join(ACCELERATORS)}" + (f" ({did.strip()})" if did else ""))
     return value
+
+
+def cli_consent(opts: dict[str, str]) -> Any:
+    """The consent given on the command line: ``model=CODE`` and ``trust_code=true|false`` (see :mod:`lightplug.trust`).
+
+    Raises:
+        ConfigError: ``trust_code`` is not true or false.
+    """
+    from ..trust import consent
+
+    trust = None
+    if "trust_code" in opts:
+        trust = parse_value(opts["trust_code"])
+        if not isinstance(trust, bool):
+            raise ConfigError(f"trust_code={opts['trust_code']}: expected true or false")
+    return consent(opts.get("model") or None, trust)

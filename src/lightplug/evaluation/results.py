@@ -124,7 +124,7 @@ def _denormalise(x: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).transpose(1, 2, 0)
 
 
-def sample_images(run: Path, rows: list[dict[str, str]], want_masks: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+def sample_images(run: Path, rows: list[dict[str, str]], want_masks: bool = False, allowed: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
     """Images of the given rows (``H x W x C`` in [0, 1]) and, for segmentation, true and predicted masks.
 
     Returns ``None`` when the data are not images (e.g. tabular features).
@@ -166,7 +166,7 @@ def sample_images(run: Path, rows: list[dict[str, str]], want_masks: bool = Fals
         from ..checkpoint import model_from_checkpoint
         from ..outputs import main_output
 
-        net, _ = model_from_checkpoint(read_checkpoint(ckpt_path), where=f"checkpoint {ckpt_path}")
+        net, _ = model_from_checkpoint(read_checkpoint(ckpt_path), where=f"checkpoint {ckpt_path}", allowed=allowed)
         with torch.inference_mode():
             out = net(torch.stack([torch.as_tensor(item["input"]) for item in items]))
         predicted = main_output(out).argmax(1).numpy()

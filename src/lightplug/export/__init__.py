@@ -3,8 +3,9 @@
 Nothing is reported done before it is verified: the ONNX file passes ``onnx.checker.check_model``, and
 the outputs of onnxruntime (``CPUExecutionProvider``) and of the TorchScript module reloaded from disk
 match eager PyTorch on seeded random inputs (batch sizes 1 and 7 when the batch axis is dynamic) within
-``atol``/``rtol``. A format that fails is reported with one line naming the format and the cause, its
-file is removed, and the other formats go on. See :mod:`lightplug.export.exporters` for the metadata
+``atol``/``rtol``. Each file is written under a temporary name beside its target and renamed only once
+verified. A format that fails is reported with one line naming the format and the cause, leaves no file of
+its own (a file an earlier export wrote and verified stays as it was), and the other formats go on. See :mod:`lightplug.export.exporters` for the metadata
 stored in the files and ``docs/export.md`` for the figures.
 
 Example:
@@ -111,12 +112,15 @@ def _load_average() -> float | None:
 
 def _export_one(fmt: str, net: Any, example: Any, path: Path, inputs: list[tuple[dict[str, Any], Any]], reference: list[Any],
                 meta: dict[str, Any], opset: int, dynamic_batch: bool, atol: float, rtol: float) -> tuple[FormatResult, Any]:
-    """Write one format and verify it; every failure becomes ``FormatResult.error`` (one line)."""
+    """Write one format to a temporary file beside ``path``, verify it, and only then rename it to ``path``:
+    a failed or refused export never removes or replaces a file an earlier export wrote and verified.
+    Every failure becomes ``FormatResult.error`` (one line)."""
     import torch
 
     from . import exporters, verify
 
     res, start, runner = FormatResult(fmt), time.perf_counter(), None
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp{path.suffix}")
     try:
         try:
             if fmt == "onnx":
@@ -126,13 +130,13 @@ def _export_one(fmt: str, net: Any, example: Any, path: Path, inputs: list[tuple
             raise ExportError(f"onnx: needs the packages onnx and onnxruntime ({exc.name or 'onnx'} is missing; pip install 'lightplug[export]')") from exc
         check_inputs = [x for _, x in inputs]
         if fmt == "onnx":
-            notes = exporters.write_onnx(net, example, path, opset, dynamic_batch, meta)
-            extra = verify.check_onnx_file(str(path), dynamic_batch)
-            runner = verify.onnx_runner(str(path), torch.get_num_threads())
+            notes = exporters.write_onnx(net, example, tmp, opset, dynamic_batch, meta)
+            extra = verify.check_onnx_file(str(tmp), dynamic_batch)
+            runner = verify.onnx_runner(str(tmp), torch.get_num_threads())
         else:
-            notes = exporters.write_torchscript(net, example, path, check_inputs, {**meta, "opset": None})
+            notes = exporters.write_torchscript(net, example, tmp, check_inputs, {**meta, "opset": None})
             extra = ["torch.jit.trace sanity check on every compared input passed", "reloaded with torch.jit.load"]
-            runner = verify.torchscript_runner(str(path))
+            runner = verify.torchscript_runner(str(tmp))
         res.warnings = notes
         try:
             res.verification = verify.verify(fmt, reference, runner, inputs, atol, rtol)
@@ -140,13 +144,16 @@ def _export_one(fmt: str, net: Any, example: Any, path: Path, inputs: list[tuple
             hint = exporters.tracer_hint(notes)
             raise ExportError(f"{exc}; the tracer warned: {hint}" if hint else str(exc)) from exc
         res.verification["checks"] = extra + [f"outputs match eager PyTorch on {len(inputs)} inputs"]
+        os.replace(tmp, path)  # verified: only now does it take the place of an earlier file
         res.ok, res.path, res.size_bytes = True, str(path), path.stat().st_size
     except ExportError as exc:
         res.error, runner = str(exc), None
     except Exception as exc:  # noqa: BLE001 - a failing format must never stop the others
         res.error, runner = f"{fmt}: {first_line(exc)}", None
-    if not res.ok:
-        path.unlink(missing_ok=True)  # a file that is not verified is not left behind
+    finally:
+        tmp.unlink(missing_ok=True)  # a file that is not verified is not left behind
+    if not res.ok and path.is_file():
+        res.error = f"{res.error}; the earlier {path} is kept"
     res.seconds = round(time.perf_counter() - start, 3)
     return res, runner
 
@@ -154,7 +161,8 @@ def _export_one(fmt: str, net: Any, example: Any, path: Path, inputs: list[tuple
 def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterable[str] = ("onnx",), *,
                       out_dir: str | os.PathLike[str] | None = None, output: str | os.PathLike[str] | None = None,
                       opset: int = 17, dynamic_batch: bool = True, atol: float = 1e-4, rtol: float = 1e-3,
-                      benchmark: bool = True, bench_seconds: float = 1.0, throughput_batch: int = 32, seed: int = 0) -> ExportReport:
+                      benchmark: bool = True, bench_seconds: float = 1.0, throughput_batch: int = 32, seed: int = 0,
+                      model: str | None = None, trust_code: bool | None = None) -> ExportReport:
     """Export a checkpoint to each format, verify every file, time it against eager PyTorch and write
     ``export_report.json`` next to the files.
 
@@ -170,6 +178,8 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
         bench_seconds: timing budget per backend.
         throughput_batch: batch size for throughput (a static export uses its fixed batch).
         seed: seed of the compared and timed inputs.
+        model, trust_code: consent to load the code of a model trained from an import path (``model="pkg.mod:Name"``)
+            or a local plugin (``model="NAME"``), see :mod:`lightplug.trust`; installed plugins need nothing.
 
     Returns:
         The report; a failed format has ``ok=False`` and a one-line ``error`` (nothing is raised for it).
@@ -181,12 +191,13 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
     import torch
 
     from ..checkpoint import model_from_checkpoint, read_checkpoint
+    from ..trust import consent
     from . import bench, exporters, verify
 
     fmts = parse_formats(formats)
     paths = target_paths(checkpoint, fmts, out_dir, output)
     ckpt = read_checkpoint(checkpoint)
-    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {checkpoint}")
+    net, plugin = model_from_checkpoint(ckpt, where=f"checkpoint {checkpoint}", allowed=consent(model, trust_code))
     meta = ckpt["lightplug"]
     overrides = getattr(type(plugin), "overrides", None) if plugin is not None else None
     if meta.get("task") == "detection" and not (overrides and overrides("export_module")):

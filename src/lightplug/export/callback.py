@@ -32,20 +32,24 @@ class ExportCallback(Callback):
         atol, rtol: verification tolerance.
         benchmark: time the files against eager PyTorch.
         bench_seconds: timing budget per backend.
+        model: the run's ``model=`` (the code the user named), so that the checkpoint of an import-path or
+            local-plugin model is reloaded for export (see :mod:`lightplug.trust`).
 
     Example:
         >>> trainer = L.Trainer(callbacks=[ExportCallback("run/export", ["onnx"])])  # doctest: +SKIP
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], formats: Iterable[str], opset: int = 17, dynamic_batch: bool = True,
-                 atol: float = 1e-4, rtol: float = 1e-3, benchmark: bool = True, bench_seconds: float = 1.0) -> None:
+                 atol: float = 1e-4, rtol: float = 1e-3, benchmark: bool = True, bench_seconds: float = 1.0, model: str | None = None) -> None:
         from . import parse_formats
 
         super().__init__()
         self.out_dir = Path(out_dir)
         self.formats = parse_formats(list(formats))
         self.options: dict[str, Any] = {"opset": int(opset), "dynamic_batch": bool(dynamic_batch), "atol": float(atol),
-                                        "rtol": float(rtol), "benchmark": bool(benchmark), "bench_seconds": float(bench_seconds)}
+                                        "rtol": float(rtol), "benchmark": bool(benchmark), "bench_seconds": float(bench_seconds),
+                                        # the checkpoint this run just wrote: its code and settings are the user's own command line
+                                        "model": model, "trust_code": model is not None}
         self.report: Any = None
 
     def _checkpoint(self, trainer: Any) -> str | None:

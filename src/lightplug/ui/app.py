@@ -11,6 +11,10 @@
     POST /api/run/stop, /api/run/resume   {"id": ID}
     GET  /api/compare?id=A&id=B     runs side by side; GET /api/file?path=REL a file inside the outputs folder
 
+Every route takes plugin names only (installed, or of the local plugin folder), never a module path, and
+imports nothing it is sent; path fields must lie inside the working folder, the outputs folder or an
+``--allow-dir`` (resolved, symlinks and ``..`` included).
+
 With a token every request must carry it (``X-Lightplug-Token`` header or the ``lightplug_token``
 cookie that ``/?token=T`` sets). On loopback the Host header must name the loopback address (no DNS
 rebinding), and POSTs must be JSON from the page's own origin.
@@ -73,7 +77,7 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
         outputs: the folder of the run folders (created if missing); files are served from it only.
         token: when given, every request must carry it.
         loopback: the server listens on a loopback address only: the Host header must name one.
-        data_dirs: folders, besides ``outputs``, that path-like plugin fields may point into.
+        data_dirs: folders (``--allow-dir``), besides ``cwd`` and ``outputs``, that path-like fields may point into.
         registry: the plugins (the process's registry by default).
         launcher: starts the runs (tests give one with a stub program).
         cwd: the working folder of the runs (the current folder by default).
@@ -138,8 +142,8 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
         from ..cli.models import plugin_json_schema
 
         try:
-            with lock:
-                return plugin_json_schema(registry.get(kind, name))
+            with lock:  # an installed (or local-folder) plugin's name only: a module path is never imported
+                return plugin_json_schema(registry.load(registry.find(kind, name, import_paths=False)))
         except LightplugError as exc:
             return _error(404, str(exc))
 

@@ -28,8 +28,8 @@ CHECKPOINT_KEYS = ("resume", "init_from")
 #: At most this many overrides, each at most ``_MAX_LEN`` characters.
 MAX_OVERRIDES = 200
 _MAX_LEN = 2000
-#: Field names that hold a file or folder (checked like checkpoint paths, against the data folders too).
-_PATH_NAME = re.compile(r"(^|_)(root|path|dir|file|folder|directory)s?$")
+#: Field names that hold a file or folder (checked like checkpoint paths, against the allowed folders).
+_PATH_NAME = re.compile(r"(^|_)(root|path|dir|file|folder|directory|annotations|images|labels|yaml|json|csv|ckpt|checkpoint|weights)s?$")
 _ALLOWED = "model=NAME, data=NAME, optimizer=, scheduler=, trainer= and their fields (model.width=...), seed, resume, init_from"
 
 
@@ -56,11 +56,17 @@ def inside(text: str, roots: list[Path], base: Path) -> bool:
     return any(path == r or path.is_relative_to(r) for r in (root.resolve() for root in roots))
 
 
-def _is_path(field: str, value: Any) -> bool:
-    """A value to check as a path: a path-like field name, or a string that looks like a path."""
-    if not isinstance(value, str):
+def _is_path(field: str, value: Any, base: Path | None = None) -> bool:
+    """A value to check as a path: a path-like field name, a string that looks like a path, or one that names
+    an existing file or folder (relative ones from ``base``)."""
+    if not isinstance(value, str) or not value:
         return False
-    return bool(_PATH_NAME.search(field)) or value.startswith(("/", ".", "~", "\\")) or "/../" in value or "\\" in value
+    if bool(_PATH_NAME.search(field)) or value.startswith(("/", ".", "~", "\\")) or "/" in value or "\\" in value:
+        return True
+    try:
+        return base is not None and (base / value).exists()
+    except (OSError, ValueError):
+        return True
 
 
 def _shape_problems(overrides: Any) -> list[str]:
@@ -78,11 +84,11 @@ def _shape_problems(overrides: Any) -> list[str]:
 
 
 def _plugin(registry: Registry, kind: str, name: Any) -> tuple[Schema | None, str | None]:
-    """The schema of a registered plugin, or the reason it cannot be used."""
+    """The schema of a registered plugin, or the reason it cannot be used (an import path never is: nothing is imported)."""
     if not isinstance(name, str) or ":" in name or not name:
         return None, f"{kind}={name}: only installed plugins can be launched (a NAME from `lightplug {'models' if kind == 'model' else 'data'}`)"
     try:
-        schema, _ = registry.schema(registry.find(kind, name))
+        schema, _ = registry.schema(registry.find(kind, name, import_paths=False))
     except LightplugError as exc:
         return None, str(exc)
     return schema, None
@@ -123,8 +129,9 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         overrides: ``key=value`` strings, e.g. ``["model=simple_cnn", "model.width=16"]``.
         registry: the installed plugins.
         outputs: the folder run folders go to; checkpoints (``resume``, ``init_from``) must be in it.
-        data_dirs: further folders that path-like data and model fields may point into.
-        base: the folder relative paths are taken from (the working folder of the launched runs).
+        data_dirs: further folders (``--allow-dir``) that path-like fields may point into.
+        base: the folder relative paths are taken from (the working folder of the launched runs); path-like
+            fields may point into it too.
 
     Returns:
         One line per problem.
@@ -153,12 +160,12 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         field = key.rpartition(".")[2]
         if key in CHECKPOINT_KEYS and value is not None and not (isinstance(value, str) and inside(str(value), [outputs], base)):
             problems.append(f"{key}={value}: must be a checkpoint inside the outputs folder {outputs}")
-        elif key not in CHECKPOINT_KEYS and any(_is_path(field, v) for v in (value if isinstance(value, list) else [value])):
-            roots = [outputs, *(data_dirs or [])]
-            bad = [v for v in (value if isinstance(value, list) else [value]) if _is_path(field, v) and not inside(str(v), roots, base)]
+        elif key not in CHECKPOINT_KEYS and any(_is_path(field, v, base) for v in (value if isinstance(value, list) else [value])):
+            roots = [base, outputs, *(data_dirs or [])]
+            bad = [v for v in (value if isinstance(value, list) else [value]) if _is_path(field, v, base) and not inside(str(v), roots, base)]
             if bad:
                 where = ", ".join(str(r) for r in roots)
-                problems.append(f"{key}={bad[0]}: paths must be inside {where} (start `lightplug ui --data-dir DIR` to allow another folder)")
+                problems.append(f"{key}={bad[0]}: paths must be inside {where} (start `lightplug ui --allow-dir DIR` to allow another folder)")
     if problems:
         return problems
     if "model" not in chosen:
@@ -172,6 +179,7 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
             problems.append(why or f"{kind}={name}: cannot be used")
         else:
             schemas[kind], owners[kind] = schema, str(name)
+    problems += _code_values(parsed, schemas)
     if problems:
         return problems
     try:
@@ -183,4 +191,18 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         for spec in schema.fields:
             if f"{kind}.{spec.name}" not in given and spec.default == "???":
                 problems += check_values(schema, {spec.name: "???"}, prefix=kind, owner=owners[kind])
+    return problems
+
+
+def _code_values(parsed: list[Any], schemas: dict[str, Schema]) -> list[str]:
+    """Values of code-typed fields (import paths) other than their defaults: the UI imports nothing it is sent."""
+    from ..trust import code_value_problem
+
+    problems = []
+    for ov in parsed:
+        group, _, name = ov.key_or_group.partition(".")
+        spec = next((f for f in schemas[group].fields if f.name == name), None) if group in schemas and name else None
+        why = code_value_problem(spec, ov.value(), None) if spec is not None else None
+        if why:
+            problems.append(why)
     return problems
