@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..config.finalize import finalize, plain_choices
@@ -17,8 +18,9 @@ from ..config.store import register
 from ..errors import ConfigError, LightplugError
 from ..registry import Registry, get_registry
 from ..schema import Schema
+from .show_config import flag_value, print_config, print_info
 
-__all__ = ["main", "register_configs"]
+__all__ = ["main", "register_configs", "run_hydra"]
 
 _CHILD_ARGS = "LIGHTPLUG_DDP_ARGS"
 
@@ -102,19 +104,6 @@ def _child_args(args: list[str]) -> list[str]:
     return args
 
 
-def _print_job_config(args: list[str], resolve: bool) -> int:
-    """``--cfg job``: the config exactly as the run would use it (preset applied, facts bound)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
-    print(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg))
-    return 0
-
-
 def _check_before_run(args: list[str], registry: Registry) -> None:
     """Compose and check the job as the run will, before Hydra creates the run folder: a config or data
     error then leaves no file behind (an existing run folder keeps its ``.hydra`` record)."""
@@ -136,6 +125,17 @@ def _check_before_run(args: list[str], registry: Registry) -> None:
         check_checkpoint_settings(run)  # reads them with torch, but before Lightning loads or anything is written
 
 
+def _record_config(path: Path, cfg: Any) -> None:
+    """Hydra wrote the composed config into ``.hydra/config.yaml`` before the job ran; write the config that runs
+    instead (the model's preset, the data facts, ``data.layout`` and ``monitor`` filled in, interpolations kept),
+    so that it agrees with ``config.json``, ``hparams.yaml`` and the checkpoint. ``overrides.yaml`` stays as typed."""
+    from omegaconf import OmegaConf
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg))
+    os.replace(tmp, path)
+
+
 def _task(original_argv: list[str]) -> Any:
     def task(cfg: Any) -> float | None:
         from hydra.core.hydra_config import HydraConfig
@@ -144,6 +144,8 @@ def _task(original_argv: list[str]) -> Any:
         overrides = list(hc.overrides.task)
         try:
             run = finalize(cfg, plain_choices(hc.runtime.choices), overrides)
+            if hc.output_subdir:
+                _record_config(Path(hc.runtime.output_dir) / str(hc.output_subdir) / "config.yaml", cfg)
             os.environ[_CHILD_ARGS] = json.dumps(overrides + [f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null"])
             sys.argv = original_argv  # Lightning's DDP launcher re-runs this command line
             from ..training import run_training
@@ -159,6 +161,10 @@ def main(args: list[str]) -> int:
     """Run ``lightplug train`` with ``args`` (everything after ``train``); returns the exit code."""
     original_argv = list(sys.argv)
     args = _child_args(args)
+    if args and args[0] in ("-sc", "--shell-completion"):
+        from .completion import main as completion
+
+        return completion(args[1:])
     registry = get_registry()
     chosen = _choices(args)
     everything = "experiment" in chosen
@@ -174,28 +180,44 @@ def main(args: list[str]) -> int:
     preflight(args, registry, picked, owners)
     if ("--cfg" in args or "-c" in args) and ("-m" in args or "--multirun" in args):
         raise ConfigError("--cfg prints the config of one run; drop -m/--multirun to see it")
-    if "--cfg" in args or "-c" in args:
-        flag = args.index("--cfg") if "--cfg" in args else args.index("-c")
-        if flag + 1 < len(args) and args[flag + 1] == "job":
-            return _print_job_config(args, resolve="--resolve" in args)
+    shown = flag_value(args, "--cfg", "-c")
+    if shown in ("job", "all"):  # answered by the core: the config the run uses, preset and data facts included
+        return print_config(args, shown, resolve="--resolve" in args, package=flag_value(args, "--package", "-p"))
+    info = flag_value(args, "--info", "-i", default="all")
+    if info in ("config", "all"):
+        return print_info(args, info)
     single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
     if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
         _check_before_run(args, registry)
 
-    import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
-    sys.argv = [original_argv[0], *args]
-    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task(original_argv))
     try:
-        app()
+        run_hydra(args, _task(original_argv))
     except _UserError as exc:
         raise exc.error from exc.error.__cause__
     except (HydraException, OmegaConfBaseException) as exc:
         options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
         raise from_hydra(exc, options) from exc
-    finally:
-        sys.argv = original_argv
     return 0
+
+
+def program_name() -> str:
+    """``sys.argv[0]``, or ``lightplug`` when run as ``python -m lightplug`` (the name the shell knows)."""
+    first = sys.argv[0] if sys.argv else ""
+    return "lightplug" if not first or first.endswith(".py") else first
+
+
+def run_hydra(args: list[str], task: Any = None) -> None:
+    """Run ``hydra.main`` on lightplug's config tree with ``args`` as its command line (``task``: the job;
+    None for Hydra's own flags, which run no job)."""
+    import hydra
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    saved = sys.argv
+    sys.argv = [program_name(), *args]  # Hydra names the program after it (help, completion scripts)
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(task or (lambda cfg: None))()
+    finally:
+        sys.argv = saved

@@ -102,7 +102,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     """Turn a composed ``DictConfig`` into a validated :class:`RunConfig`.
 
     Args:
-        cfg: the config Hydra composed (modified in place: preset and facts).
+        cfg: the config Hydra composed, modified in place so that it is the config that runs, interpolations kept:
+            the model's preset, the data facts, ``data.layout`` and the monitored metric.
         choices: Hydra's group choices (``hydra.runtime.choices``), for the preset.
         overrides: the command-line overrides of this job.
         registry: where plugins are looked up.
@@ -163,6 +164,9 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         resolved["monitor"] = monitor
     if resolved.get("monitor_mode") is None:
         resolved["monitor_mode"] = mode if resolved["monitor"] == monitor else _guess_mode(resolved["monitor"])
+    if cfg.get("monitor") is None or cfg.get("monitor_mode") is None:  # the composed config says what ran too
+        with open_dict(cfg):
+            cfg.monitor, cfg.monitor_mode = resolved["monitor"], resolved["monitor_mode"]
     resolved["facts"] = facts
     return RunConfig(resolved, model_name, data_name, task or "classification", preset, list(overrides), facts, notes)
 
