@@ -9,7 +9,7 @@ from typing import Any
 from .config.finalize import RunConfig
 from .errors import ConfigError
 
-__all__ = ["build_trainer", "build_callbacks", "build_loggers"]
+__all__ = ["build_trainer", "build_callbacks", "build_loggers", "finish_loggers"]
 
 _TRAINER_KEYS_OURS: set[str] = set()
 
@@ -109,6 +109,18 @@ def build_loggers(cfg: dict[str, Any], out: Path, run: RunConfig) -> list[Any]:
     return loggers
 
 
+def finish_loggers(loggers: list[Any], ok: bool) -> None:
+    """End what Lightning leaves open after ``fit``: a W&B run is finished (``wandb.finish``) with the run's exit
+    code, so that its files are complete when the process (or the next job of a multirun) goes on; without it W&B
+    abandons the run at exit (``HandleAbandonedError`` in its ``debug.log``)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish(exit_code=0 if ok else 1)
+            lg._experiment = None
+
+
 def _plugin_info(run: RunConfig) -> dict[str, Any]:
     """Name, distribution and version of the model plugin and of lightplug, logged with the hyperparameters."""
     from . import __version__
@@ -124,6 +136,11 @@ def _wandb_logger(**kwargs: Any) -> Any:
     from lightning.pytorch.utilities import rank_zero_only
 
     class _Wandb(WandbLogger):  # type: ignore[misc]
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            if self._wandb_init.get("anonymous") is None:  # Lightning passes None, which W&B warns about on every run
+                self._wandb_init.pop("anonymous", None)
+
         @rank_zero_only  # type: ignore[misc]
         def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
             super().after_save_checkpoint(checkpoint_callback)
@@ -189,8 +206,16 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(v, dict):
             out.update(_flat(v, key + "."))
         else:
-            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+            out[key] = v if _loggable(v) else str(v)
     return out
+
+
+def _loggable(value: Any) -> bool:
+    """Numbers, strings, booleans, None and lists of them reach the loggers as they are (W&B keeps lists as lists;
+    TensorBoard and MLflow turn them into text themselves)."""
+    if isinstance(value, list):
+        return all(_loggable(v) and not isinstance(v, list) for v in value)
+    return isinstance(value, (int, float, str, bool)) or value is None
 
 
 def build_trainer(cfg: dict[str, Any], out: Path, run: RunConfig) -> Any:

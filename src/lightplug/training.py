@@ -245,7 +245,7 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     import lightning as L
 
     from ._logging import quiet_lightning
-    from .trainer_factory import build_trainer
+    from .trainer_factory import build_trainer, finish_loggers
 
     quiet_lightning()
 
@@ -270,9 +270,12 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
     saved_env = {k: os.environ.get(k) for k in _DDP_ENV}
+    ok = False
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True if resume else None)
+        ok = not trainer.interrupted
     finally:
+        finish_loggers(trainer.loggers, ok)
         _end_process_group(saved_env)
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     score = float(best) if best is not None else None

@@ -254,7 +254,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out or f"compare_{'_'.join(str(r['id']) for r in rows)}.png")
     missing = plot_curves(rows, out)
     if missing:
-        console.print(f"no metrics.csv for {', '.join(missing)} (logger=csv writes it): left out of the curves")
+        console.print(f"no metrics.csv for {', '.join(missing)} (trained with logger=none or ~logger.csv, or the folder is gone): left out of the curves")
     console.print(f"learning curves: {out.resolve()}")
     return 0
 
