@@ -15,7 +15,7 @@ DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
 
 
 @pytest.mark.slow
-def test_ddp_single_run_uses_one_folder_and_matches_single_process_accuracy(tmp_path: Path) -> None:
+def test_ddp_single_run_uses_one_folder_and_matches_single_process_accuracy(tmp_path: Path, lightplug_home: Path) -> None:
     common = ["model=mlp", "+preset=easy", "optimizer.lr=0.006", *QUIET]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     one = run_cli("train", *common, f"hydra.run.dir={single}", cwd=tmp_path)
@@ -24,11 +24,11 @@ def test_ddp_single_run_uses_one_folder_and_matches_single_process_accuracy(tmp_
     assert two.returncode == 0, two.stderr[-3000:]
     assert "MEMBER: 2/2" in two.stdout + two.stderr
     # one run folder: nothing written anywhere else (no outputs/ from the child rank); the runs index
-    # next to the run folders holds one row per run (rank 0 records, the child rank does not)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "runs.db", "single"]
+    # ($LIGHTPLUG_HOME/runs.db) holds one row per run (rank 0 records, the child rank does not)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
     import sqlite3
 
-    with sqlite3.connect(tmp_path / "runs.db") as db:
+    with sqlite3.connect(lightplug_home / "runs.db") as db:
         assert sorted(Path(r[0]).name for r in db.execute("select run_dir from runs")) == ["ddp", "single"]
     assert (ddp / "checkpoints" / "best.ckpt").is_file() and (ddp / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
@@ -51,7 +51,7 @@ def test_multirun_with_ddp_runs_each_job_with_its_own_ranks_in_its_own_folder(tm
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no second multirun folder from a child rank
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml", "runs.db"]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     for job, hidden in zip(jobs, (16, 32)):
         assert json.loads((job / "config.json").read_text())["model"]["hidden"] == hidden

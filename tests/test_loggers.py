@@ -60,7 +60,7 @@ def read_wandb_run(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
+def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path, lightplug_home: Path) -> None:
     pytest.importorskip("tensorboard")
     pytest.importorskip("wandb")
     pytest.importorskip("mlflow")
@@ -98,8 +98,8 @@ def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
     assert wb["summary"]["best/val/acc"] == pytest.approx(summary["best"])
     assert wb["summary"]["val/acc"] == pytest.approx(summary["metrics"]["val/acc"])
 
-    # MLflow: a local file store next to the outputs, with metric and param files
-    (mlflow_run,) = [p for p in (tmp_path / "outputs" / "mlruns").glob("*/*") if (p / "metrics").is_dir()]
+    # MLflow: a local file store in $LIGHTPLUG_HOME, beside the runs index, with metric and param files
+    (mlflow_run,) = [p for p in (lightplug_home / "mlruns").glob("*/*") if (p / "metrics").is_dir()]
     assert (mlflow_run / "metrics" / "val" / "acc").read_text().strip().count("\n") == 1  # two epochs
     assert (mlflow_run / "params" / "plugin.name").read_text() == "mlp"
     assert (mlflow_run / "tags" / "model").read_text() == "mlp"
@@ -107,7 +107,7 @@ def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
     # and the run is in the index
     from lightplug.runs import RunStore
 
-    (row,) = RunStore(tmp_path / "outputs" / "runs.db").list_runs()
+    (row,) = RunStore(lightplug_home / "runs.db").list_runs()
     assert row["status"] == "completed" and row["best"] == pytest.approx(summary["best"])
 
 

@@ -26,7 +26,7 @@ def test_optuna_search_config_composes_with_direction_sampler_and_search_space(t
 
 
 @pytest.mark.slow
-def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Path) -> None:
+def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Path, lightplug_home: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "multirun" / "2026-01-02" / "10-11-12"
     out = run_cli("train", "-m", "model=mlp", "+hparams_search=optuna", "trainer.max_epochs=1", *QUIET, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -41,7 +41,7 @@ def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Pat
     assert results["best_params"] == {"optimizer.lr": pytest.approx(winner["optimizer"]["lr"]), "model.hidden": winner["model"]["hidden"]}
     assert len({c["optimizer"]["lr"] for c in configs}) == 4  # the search space was sampled
 
-    rows = RunStore(tmp_path / "multirun" / "runs.db").list_runs()
+    rows = RunStore(lightplug_home / "runs.db").list_runs()
     assert [r["status"] for r in rows] == ["completed"] * 4
     assert [r["best"] for r in rows] == pytest.approx(bests)
     best_row = max(rows, key=lambda r: r["best"])
@@ -50,7 +50,7 @@ def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_submitit_local_launcher_runs_each_job_as_a_local_process(tmp_path: Path) -> None:
+def test_submitit_local_launcher_runs_each_job_as_a_local_process(tmp_path: Path, lightplug_home: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
     out = run_cli("train", "-m", "model=mlp", "model.hidden=8,16", "hydra/launcher=submitit_local", "trainer.max_epochs=1", *QUIET,
@@ -60,7 +60,7 @@ def test_submitit_local_launcher_runs_each_job_as_a_local_process(tmp_path: Path
     for job, hidden in (("0", 8), ("1", 16)):
         assert json.loads((sweep / job / "config.json").read_text())["model"]["hidden"] == hidden
         assert json.loads((sweep / job / "summary.json").read_text())["best"] is not None
-    rows = RunStore(sweep / "runs.db").list_runs()
+    rows = RunStore(lightplug_home / "runs.db").list_runs()
     assert sorted(r["config"]["model"]["hidden"] for r in rows) == [8, 16] and {r["status"] for r in rows} == {"completed"}
     assert len({r["pid"] for r in rows}) == 2  # two processes
 

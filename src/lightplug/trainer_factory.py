@@ -95,10 +95,10 @@ def build_loggers(cfg: dict[str, Any], out: Path, run: RunConfig) -> list[Any]:
     if "mlflow" in chosen:
         from lightning.pytorch.loggers import MLFlowLogger
 
-        from .runs import default_db_path
+        from ._home import home_dir
 
         m = chosen["mlflow"]
-        uri = m.get("tracking_uri") or f"file:{(default_db_path(out).parent / 'mlruns').resolve()}"
+        uri = m.get("tracking_uri") or f"file:{(home_dir() / 'mlruns').resolve()}"  # one store per user, beside the runs index
         if uri.startswith("file:"):  # recent MLflow refuses its file store unless told (a database is its new default)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         loggers.append(MLFlowLogger(experiment_name=m.get("experiment_name", "lightplug"), tracking_uri=uri, run_name=out.name,
