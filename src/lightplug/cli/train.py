@@ -104,6 +104,23 @@ def _child_args(args: list[str]) -> list[str]:
     return args
 
 
+def _check_sweeper_storage(args: list[str]) -> None:
+    """Optuna 2.x (the one hydra-optuna-sweeper supports) cannot use SQL storage with SQLAlchemy 2: it fails with a bare
+    AssertionError inside the sweeper. Say so before the sweep starts."""
+    storage = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweeper.storage=")), "null")
+    if storage in ("null", "", "None"):
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        optuna, sqlalchemy = version("optuna"), version("sqlalchemy")
+    except PackageNotFoundError:
+        return
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise ConfigError(f"hydra.sweeper.storage={storage} needs SQLAlchemy 1.4 with optuna {optuna} (you have SQLAlchemy {sqlalchemy})",
+                          hint="pip install 'lightplug[optuna]' installs versions that work together")
+
+
 def _check_before_run(args: list[str], registry: Registry) -> None:
     """Compose and check the job as the run will, before Hydra creates the run folder: a config or data
     error then leaves no file behind (an existing run folder keeps its ``.hydra`` record)."""
@@ -186,6 +203,7 @@ def main(args: list[str]) -> int:
     info = flag_value(args, "--info", "-i", default="all")
     if info in ("config", "all"):
         return print_info(args, info)
+    _check_sweeper_storage(args)
     single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
     if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
         _check_before_run(args, registry)
