@@ -100,8 +100,8 @@ def _env(loaded: LoadedPlugin, folder: Path) -> dict[str, str]:
     paths = [os.getcwd(), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     if loaded.ref.source == "local":
-        folder = str(Path(loaded.ref.target).parent)
-        env["LIGHTPLUG_PLUGIN_PATH"] = os.pathsep.join([folder, *[p for p in env.get("LIGHTPLUG_PLUGIN_PATH", "").split(os.pathsep) if p]])
+        plugin_dir = str(Path(loaded.ref.target).parent)
+        env["LIGHTPLUG_PLUGIN_PATH"] = os.pathsep.join([plugin_dir, *[p for p in env.get("LIGHTPLUG_PLUGIN_PATH", "").split(os.pathsep) if p]])
     return env
 
 
