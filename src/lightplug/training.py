@@ -92,6 +92,9 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
             dets = _guard("postprocess the outputs of a batch", who, module.plugin.postprocess, outputs, batch, module.detection)
             check_detections(dets, len(batch["input"]), who)
     module.train()
+    if isinstance(batch["input"], torch.Tensor) and run.cfg["trainer"].get("enable_model_summary", True):
+        # one sample for Lightning's model summary: its FLOPs, In sizes and Out sizes columns (zeros and none without it)
+        module.example_input_array = batch["input"][:1].clone()
     preds, _, _ = split_outputs(outputs)
     if preds is not None:
         check_outputs(run.task, preds, batch, run.facts, who)
