@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_cli
 
@@ -104,10 +105,12 @@ def test_checkpoint_is_self_describing_and_load_model_needs_no_config(tmp_path: 
 
 
 @pytest.mark.slow
-def test_regression_logs_mse_mae_r2(tmp_path: Path) -> None:
+def test_regression_model_without_data_trains_on_diabetes_and_logs_mse_mae_r2(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = run_cli("train", "model=mlp_regressor", "data=diabetes", "trainer.max_epochs=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    out = run_cli("train", "model=mlp_regressor", "trainer.max_epochs=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "data=diabetes: the bundled data for mlp_regressor's task" in out.stderr
+    assert json.loads((run / "config.json").read_text())["data"]["_plugin_"] == "diabetes"
     s = _summary(run)
     assert s["monitor"] == "val/mse"
     assert {"val/mse", "val/mae", "val/r2", "val/rmse"} <= set(s["metrics"]) and s["metrics"]["val/r2"] > 0.3
@@ -186,3 +189,18 @@ def test_python_train_api_returns_the_monitored_metric(tmp_path: Path, monkeypat
     best = lightplug.train("model=mlp", "trainer.max_epochs=3", "optimizer.lr=0.01", "model.hidden=16", f"hydra.run.dir={tmp_path / 'run'}", *QUIET)
     assert best is not None and 0.5 < best <= 1.0
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.parametrize(("model", "data", "data_task"), [("mlp", "digits", None), ("mlp_regressor", "diabetes", None), ("unet", "shapes", "segmentation"),
+                                                     ("fcos", "shapes", "detection")])
+def test_a_model_without_data_gets_data_of_its_task_and_cfg_job_shows_it(tmp_path: Path, model: str, data: str, data_task: str | None) -> None:
+    out = run_cli("train", f"model={model}", "--cfg", "job", "-p", "data", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    node = yaml.safe_load(out.stdout)
+    assert node["_plugin_"] == data and node.get("task") == data_task
+
+
+def test_data_of_another_task_is_refused_naming_the_data_that_fits(tmp_path: Path) -> None:
+    bad = run_cli("train", "model=mlp_regressor", "data=digits", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "model=mlp_regressor is a regression model but data=digits is classification data (choose data for regression: data=diabetes" in bad.stderr

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config.finalize import finalize, plain_choices
+from ..config.finalize import DATA_FOR_TASK, finalize, plain_choices
 from ..config.hydra_errors import from_hydra
 from ..config.paths import conf_dir
 from ..config.preflight import group_options, parse_overrides, preflight
@@ -20,7 +20,7 @@ from ..registry import Registry, get_registry
 from ..schema import Schema
 from .show_config import flag_value, print_config, print_info
 
-__all__ = ["main", "register_configs", "run_hydra"]
+__all__ = ["main", "register_configs", "run_hydra", "data_for_models"]
 
 _CHILD_ARGS = "LIGHTPLUG_DDP_ARGS"
 
@@ -71,6 +71,19 @@ def register_configs(registry: Registry, chosen: dict[str, list[str]], everythin
             except LightplugError:
                 continue
     return picked
+
+
+def data_for_models(args: list[str], registry: Registry) -> list[str]:
+    """The overrides that pick data fitting the chosen models' task when the command line names no data (nor an
+    experiment, which may); none when the models' tasks differ (each job then says which data fits it)."""
+    chosen = _choices(args)
+    if "data" in chosen or "experiment" in chosen or not chosen.get("model"):
+        return []
+    tasks = {registry.schema(registry.find("model", name))[1] or "classification" for name in chosen["model"]}
+    if len(tasks) != 1:
+        return []
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    return [o for o in DATA_FOR_TASK[tasks.pop()] if o.split("=", 1)[0] not in given]
 
 
 def _help(registry: Registry) -> str:
@@ -191,6 +204,13 @@ def main(args: list[str]) -> int:
     if "model" not in chosen and not everything and not _asks_hydra_only(args):
         names = ", ".join(registry.names("model")) or "none installed, see `lightplug new-plugin`"
         raise ConfigError(f"no model chosen: add model=NAME (available: {names})")
+    implied = data_for_models(args, registry)
+    if implied and implied[0] != "data=digits":  # digits is conf/train.yaml's default: nothing to say
+        if not ({"--cfg", "-c", "--help", "-h"} & set(args)) and os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"{' '.join(implied)}: the bundled data for {'/'.join(chosen['model'])}'s task (give data=NAME for other data)", file=sys.stderr)
+        last = max(i for i, a in enumerate(args) if "=" in a and not a.startswith("-"))  # beside the other overrides
+        args = [*args[: last + 1], *implied, *args[last + 1 :]]
+        chosen = _choices(args)
     picked = register_configs(registry, chosen, everything=everything)
     owners = {g: chosen[g][0] for g in ("model", "data") if len(chosen.get(g, [])) == 1}
     owners.setdefault("data", "digits")

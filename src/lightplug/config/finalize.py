@@ -12,7 +12,7 @@ from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .preflight import checkpoint_problems
 
-__all__ = ["RunConfig", "finalize", "coerce"]
+__all__ = ["RunConfig", "finalize", "coerce", "DATA_FOR_TASK"]
 
 #: The metric each task monitors by default, and whether higher is better.
 DEFAULT_MONITOR = {
@@ -20,6 +20,15 @@ DEFAULT_MONITOR = {
     "regression": ("val/mse", "min"),
     "segmentation": ("val/miou", "max"),
     "detection": ("val/map_50", "max"),
+}
+
+#: The data ``lightplug train model=X`` uses when no ``data=`` is given, by the model's task: bundled data of that
+#: task, so that every model trains as typed (``data=shapes`` serves segmentation, and detection with its ``task``).
+DATA_FOR_TASK: dict[str, list[str]] = {
+    "classification": ["data=digits"],
+    "regression": ["data=diabetes"],
+    "segmentation": ["data=shapes"],
+    "detection": ["data=shapes", "data.task=detection"],
 }
 
 
@@ -149,7 +158,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     data_task = facts.get("task", data_plugin.task)  # data whose task is a setting says so in its facts
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
-                        f"(choose data for {task}, see `lightplug data`)")
+                        f"(choose data for {task}: {' '.join(DATA_FOR_TASK[task])}, or see `lightplug data`)")
     if not model_problems:  # the plugin's own rules, reported with the other sections' problems
         problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
     if problems:
