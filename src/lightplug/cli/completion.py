@@ -49,22 +49,24 @@ def _train_query(shell: str, rest: str) -> int:
     from ..config.store import register
     from ..registry import get_registry
     from ..schema import Schema
-    from .train import _choices, register_configs, run_hydra
+    from .train import _choices, data_for_models, register_configs, run_hydra
 
     registry = get_registry()
     words = _words(rest)
     current = "" if rest.endswith(" ") or not words else words[-1]
     done = words if current == "" else words[:-1]
+    implied: list[str] = []
     try:
         parse_overrides(done)
-        chosen = _choices(done)
+        implied = data_for_models(done, registry)  # the data the run would use, so that `data.` completes its fields
+        chosen = _choices(done + implied)
     except LightplugError:
         chosen = {}
     for name in registry.names("model"):  # every model is an option of model=, even one never loaded
         register("model", name, Schema([]))
     with contextlib.suppress(LightplugError):
         register_configs(registry, chosen)
-    prefix = [] if "model" in chosen or current.lstrip("+~").startswith("model") else ["~model"]  # keys complete without a model
+    prefix = implied + ([] if "model" in chosen or current.lstrip("+~").startswith("model") else ["~model"])  # keys complete without a model
     os.environ["COMP_LINE"] = " ".join([_program(), *prefix, rest])
     run_hydra(["-sc", f"query={shell}"])
     return 0
