@@ -26,7 +26,7 @@ def test_optuna_search_config_composes_with_direction_sampler_and_search_space(t
 
 
 @pytest.mark.slow
-def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Path, lightplug_home: Path) -> None:
+def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Path, lightplug_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "multirun" / "2026-01-02" / "10-11-12"
     storage = "hydra.sweeper.storage=sqlite:///optuna.db"  # as docs/scaling.md writes it: the study is kept in ./optuna.db
@@ -51,6 +51,7 @@ def test_optuna_sweep_finds_the_best_trial_and_records_every_trial(tmp_path: Pat
     assert best_row["config"]["optimizer"]["lr"] == pytest.approx(results["best_params"]["optimizer.lr"])
 
     # the study in the storage, read back with Optuna's own API; a second sweep resumes it
+    monkeypatch.setenv("SQLALCHEMY_SILENCE_UBER_WARNING", "1")  # SQLAlchemy 1.4's notice about 2.0, which the pin keeps away
     import optuna
 
     study = optuna.load_study(study_name="lightplug", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
