@@ -49,7 +49,7 @@ def _reverts() -> dict[str, Any]:
     import torch
 
     import lightplug.trainer_factory as tf
-    from lightplug.data.datamodule import ArrayDataset
+    from lightplug.data.datamodule import ArrayDataset, LightplugDataModule
     from lightplug.module import PluginModule
 
     def old_training_step(self: Any, batch: dict[str, Any], batch_idx: int) -> Any:
@@ -95,7 +95,7 @@ def _reverts() -> dict[str, Any]:
         "self.log every step": log_every_step,
         "progress bar every step": lambda: patch(tf, "progress_bar", old_bar),
         "x[t] batch gather": lambda: patch(ArrayDataset, "__getitems__", old_getitems),
-        "generic batch transfer": lambda: patch(PluginModule, "transfer_batch_to_device", L.LightningModule.transfer_batch_to_device),
+        "generic batch transfer": lambda: patch(LightplugDataModule, "transfer_batch_to_device", L.LightningDataModule.transfer_batch_to_device),
     }
 
 
@@ -128,12 +128,13 @@ class _Timers:
         from lightning.pytorch.trainer import call
 
         import lightplug.trainer_factory as tf
-        from lightplug.data.datamodule import ArrayDataset
+        from lightplug.data.datamodule import ArrayDataset, LightplugDataModule
         from lightplug.module import PluginModule
 
         saved: list[tuple[Any, str, Any]] = [(PluginModule, n, PluginModule.__dict__.get(n))
-                                             for n in ("training_step", "log", "_accumulate", "on_train_epoch_end", "transfer_batch_to_device")]
+                                             for n in ("training_step", "log", "_accumulate", "on_train_epoch_end")]
         saved += [(ArrayDataset, "__getitems__", ArrayDataset.__dict__.get("__getitems__")), (tf, "progress_bar", tf.progress_bar),
+                  (LightplugDataModule, "transfer_batch_to_device", LightplugDataModule.__dict__.get("transfer_batch_to_device")),
                   (call, "_call_callback_hooks", call._call_callback_hooks),
                   (fetchers._PrefetchDataFetcher, "__next__", fetchers._PrefetchDataFetcher.__dict__["__next__"])]
         hooks = call._call_callback_hooks
@@ -160,7 +161,8 @@ class _Timers:
         setattr(PluginModule, "log", self.wrap(log, "train/loss logging", only_in_step=True, count=False))  # noqa: B010
         setattr(PluginModule, "_accumulate", self.wrap(PluginModule._accumulate, "train/loss logging", count=False))  # noqa: B010
         setattr(PluginModule, "on_train_epoch_end", self.wrap(PluginModule.on_train_epoch_end, "train/loss logging", count=False))  # noqa: B010
-        setattr(PluginModule, "transfer_batch_to_device", self.wrap(PluginModule.transfer_batch_to_device, "batch transfer to device"))  # noqa: B010
+        setattr(LightplugDataModule, "transfer_batch_to_device",  # noqa: B010
+                self.wrap(LightplugDataModule.transfer_batch_to_device, "batch transfer to device"))
         setattr(ArrayDataset, "__getitems__", self.wrap(ArrayDataset.__getitems__, "batch gather (__getitems__)"))  # noqa: B010
         make_bar = tf.progress_bar
 

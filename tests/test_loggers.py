@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import run_cli
 
@@ -59,7 +60,7 @@ def read_wandb_run(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
+def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path, lightplug_home: Path) -> None:
     pytest.importorskip("tensorboard")
     pytest.importorskip("wandb")
     pytest.importorskip("mlflow")
@@ -97,8 +98,8 @@ def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
     assert wb["summary"]["best/val/acc"] == pytest.approx(summary["best"])
     assert wb["summary"]["val/acc"] == pytest.approx(summary["metrics"]["val/acc"])
 
-    # MLflow: a local file store next to the outputs, with metric and param files
-    (mlflow_run,) = [p for p in (tmp_path / "outputs" / "mlruns").glob("*/*") if (p / "metrics").is_dir()]
+    # MLflow: a local file store in $LIGHTPLUG_HOME, beside the runs index, with metric and param files
+    (mlflow_run,) = [p for p in (lightplug_home / "mlruns").glob("*/*") if (p / "metrics").is_dir()]
     assert (mlflow_run / "metrics" / "val" / "acc").read_text().strip().count("\n") == 1  # two epochs
     assert (mlflow_run / "params" / "plugin.name").read_text() == "mlp"
     assert (mlflow_run / "tags" / "model").read_text() == "mlp"
@@ -106,7 +107,7 @@ def test_csv_tensorboard_wandb_and_mlflow_log_together(tmp_path: Path) -> None:
     # and the run is in the index
     from lightplug.runs import RunStore
 
-    (row,) = RunStore(tmp_path / "outputs" / "runs.db").list_runs()
+    (row,) = RunStore(lightplug_home / "runs.db").list_runs()
     assert row["status"] == "completed" and row["best"] == pytest.approx(summary["best"])
 
 
@@ -115,3 +116,29 @@ def test_logger_choices_compose_to_the_chosen_loggers_only(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     section = out.stdout.split("\nlogger:\n")[1].split("\ncallbacks:")[0]
     assert "csv:" in section and "tensorboard:" in section and "wandb" not in section and "mlflow" not in section
+
+
+def test_every_logger_but_none_composes_with_the_csv_beside_it(tmp_path: Path) -> None:
+    for choice, expected in {"tensorboard": {"csv", "tensorboard"}, "wandb": {"csv", "wandb"}, "mlflow": {"csv", "mlflow"},
+                             "[wandb,mlflow]": {"csv", "wandb", "mlflow"}, "none": set()}.items():
+        out = run_cli("train", "model=mlp", f"logger={choice}", "--cfg", "job", "--package", "logger", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert set(yaml.safe_load(out.stdout) or {}) == expected, choice
+
+
+@pytest.mark.slow
+def test_wandb_alone_keeps_metrics_csv_finishes_its_run_and_logs_lists_as_lists(tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    run_dir = tmp_path / "run"
+    out = run_cli("train", "model=mlp", "trainer.max_epochs=1", "logger=wandb", "logger.wandb.tags=[a,b]", f"hydra.run.dir={run_dir}",
+                  cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "anonymous setting" not in out.stdout + out.stderr
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/acc" in header and "train/loss" in header
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    config = read_wandb_run(run_file)["config"]
+    assert config["optimizer.betas"] == [0.9, 0.999] and config["logger.wandb.tags"] == ["a", "b"] and config["export.formats"] == []
+    assert config["facts.label_names"] == [str(i) for i in range(10)]
+    debug = (run_file.parent / "logs" / "debug.log").read_text()
+    assert "finishing run" in debug and "HandleAbandonedError" not in debug and "ERROR" not in debug

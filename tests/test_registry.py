@@ -24,17 +24,35 @@ class Good(nn.Module):
 '''
 
 
-def test_listing_imports_neither_torch_nor_any_plugin(site_env: tuple[Path, dict[str, str]]) -> None:
-    site, env = site_env
-    make_dist(site, "lp-spy", entry_points={"lightplug.models": {"spy": "lp_spy:Spy"}},
-              modules={"lp_spy.py": "raise RuntimeError('imported during listing')\n"})
-    code = ("import sys; from lightplug.cli.main import main; rc = main(['models']); "
+SPY_IMPL = '''
+raise RuntimeError("imported during listing")
+
+class _Base:
+    task = "regression"
+
+class Spy(_Base):
+    """Spies on listings: never imported, yet described."""
+'''
+
+
+def test_listing_right_after_install_shows_task_and_description_without_importing_any_plugin(site_env: tuple[Path, dict[str, str]]) -> None:
+    site, env = site_env  # a fresh cache: nothing was ever loaded
+    make_dist(site, "lp-spy", entry_points={"lightplug.models": {"spy": "lp_spy:Spy"}}, summary="the package's summary",
+              modules={"lp_spy/__init__.py": "from .impl import Spy\nraise RuntimeError('imported during listing')\n", "lp_spy/impl.py": SPY_IMPL})
+    code = ("import sys, json; from lightplug.cli.main import main; rc = main(['models', '--json']); "
             "heavy = sorted(m for m in ('torch', 'lightning', 'torchvision', 'ultralytics', 'lp_spy', 'lightplug_mlp') if m in sys.modules); "
             "print('HEAVY', heavy); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, **env}, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout
-    assert "spy" in out.stdout and "mlp" in out.stdout
+    for _ in range(2):  # read from the sources, then from the cache
+        out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, **env}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "HEAVY []" in out.stdout
+        rows = {r["name"]: r for r in json.loads(out.stdout.split("HEAVY")[0])}
+        assert (rows["spy"]["task"], rows["spy"]["description"], rows["spy"]["status"]) == (
+            "regression", "Spies on listings: never imported, yet described.", "unchecked")
+        expected = {"mlp": "classification", "mlp_regressor": "regression", "simple_cnn": "classification", "unet": "segmentation",
+                    "yolo": "detection", "fcos": "detection"}
+        assert {n: rows[n]["task"] for n in expected} == expected
+        assert rows["mlp"]["description"] == "A multi-layer perceptron classifier for flat features (digits as 64 values)."
 
 
 def test_broken_plugin_is_listed_with_cause_and_others_still_train(site_env: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -153,9 +153,9 @@ def test_sigkill_then_resume_last_matches_the_run_left_alone(reference: Run, tmp
     killed_at = checkpoint_epoch(last)
     assert killed_at is not None and 2 <= killed_at < 4
     # the killed process wrote no end: the runs index shows it as crashed, with the command that resumes it
-    listed = subprocess.run([sys.executable, "-m", "lightplug", "runs", "--db", str(tmp_path / "runs.db")], capture_output=True, text=True)
+    listed = subprocess.run([sys.executable, "-m", "lightplug", "runs"], capture_output=True, text=True)  # $LIGHTPLUG_HOME/runs.db
     assert listed.returncode == 0 and "crashed" in listed.stdout and "running" not in listed.stdout, listed.stdout + listed.stderr
-    shown = subprocess.run([sys.executable, "-m", "lightplug", "runs", "show", "1", "--json", "--db", str(tmp_path / "runs.db")],
+    shown = subprocess.run([sys.executable, "-m", "lightplug", "runs", "show", "1", "--json"],
                            capture_output=True, text=True)
     row = json.loads(shown.stdout)
     assert row["status"] == "crashed" and f"pid {b.proc.pid}" in row["error"]

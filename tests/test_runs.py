@@ -43,22 +43,18 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # ---------------------------------------------------------------- where the database is
-@pytest.mark.parametrize(("run_dir", "expected"), [
-    ("outputs/2026-01-02/10-11-12", "outputs/runs.db"),
-    ("/x/outputs/2026-01-02/10-11-12", "/x/outputs/runs.db"),
-    ("multirun/2026-01-02/10-11-12/3", "multirun/runs.db"),
-    ("/tmp/my_run", "/tmp/runs.db"),
-    ("/tmp/sweep/0", "/tmp/sweep/runs.db"),
-])
-def test_default_database_is_next_to_the_dated_run_folders(run_dir: str, expected: str) -> None:
-    assert default_db_path(run_dir) == Path(expected)
+def test_default_database_is_one_per_user_in_lightplug_home(lightplug_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_db_path() == db_path() == lightplug_home / "runs.db"
+    monkeypatch.delenv("LIGHTPLUG_HOME")
+    monkeypatch.setenv("HOME", "/home/ada")
+    assert default_db_path() == Path("/home/ada/.lightplug/runs.db")
 
 
 def test_environment_variable_names_the_database_or_switches_recording_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTPLUG_RUNS_DB", "/somewhere/index.db")
-    assert db_path("outputs/2026-01-02/10-11-12") == Path("/somewhere/index.db")
+    assert db_path() == Path("/somewhere/index.db")
     monkeypatch.setenv("LIGHTPLUG_RUNS_DB", "off")
-    assert db_path("outputs/2026-01-02/10-11-12") is None
+    assert db_path() is None
 
 
 # ---------------------------------------------------------------- the record_run hook
@@ -263,18 +259,24 @@ def test_runs_user_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: li
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-def test_runs_without_a_database_says_where_it_looked(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LIGHTPLUG_RUNS_DB"}
-    out = subprocess.run([sys.executable, "-m", "lightplug", "runs"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "no runs database at outputs/runs.db or multirun/runs.db" in out.stderr
+def test_runs_without_a_database_says_where_it_looked(tmp_path: Path, lightplug_home: Path) -> None:
+    out = run_cli("runs", cwd=tmp_path)
+    assert out.returncode == 0 and f"no runs recorded yet: {lightplug_home / 'runs.db'} does not exist" in " ".join(out.stdout.split())
+    given = run_cli("runs", "--db", str(tmp_path / "nope.db"), cwd=tmp_path)
+    assert given.returncode == 2 and f"no runs database at {tmp_path / 'nope.db'}" in given.stderr
 
 
 # ---------------------------------------------------------------- end to end
 @pytest.mark.slow
-def test_multirun_records_every_job_in_the_sweep_root_and_compare_reads_their_curves(tmp_path: Path) -> None:
+def test_runs_from_any_folder_are_in_one_index_that_runs_reads_from_anywhere(tmp_path: Path, lightplug_home: Path) -> None:
     out = run_cli("train", "-m", *TINY[:2], "model.hidden=8,16", *QUIET, "hydra.sweep.dir=multirun/2026-01-02/10-11-12", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = RunStore(tmp_path / "multirun" / "runs.db").list_runs()
+    elsewhere = tmp_path / "elsewhere" / "x"  # a single run wherever hydra.run.dir puts it
+    one = run_cli("train", *TINY, f"hydra.run.dir={elsewhere}", cwd=tmp_path / "multirun")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert not list(tmp_path.rglob("runs.db")) and (lightplug_home / "runs.db").is_file()
+    rows = RunStore(lightplug_home / "runs.db").list_runs()
+    assert rows.pop()["run_dir"] == str(elsewhere)
     assert [r["status"] for r in rows] == ["completed", "completed"]
     assert [r["config"]["model"]["hidden"] for r in rows] == [8, 16]
     for r, job in zip(rows, ("0", "1")):
@@ -283,11 +285,18 @@ def test_multirun_records_every_job_in_the_sweep_root_and_compare_reads_their_cu
         assert r["run_dir"] == str(run_dir) and r["best"] == pytest.approx(summary["best"]) and r["metrics"] == summary["metrics"]
         assert r["checkpoint"] == summary["best_checkpoint"] and Path(r["checkpoint"]).is_file()
         assert r["plugin_version"] and r["model"] == "mlp" and "model.hidden=8,16" not in r["overrides"]
-    listing = run_cli("runs", cwd=tmp_path)  # found without --db: ./multirun/runs.db
-    assert listing.returncode == 0 and listing.stdout.count("completed") == 2, listing.stderr
+    (tmp_path / "somewhere").mkdir()
+    wide = {"COLUMNS": "400"}  # long paths fold in narrower tables
+    listing = run_cli("runs", cwd=tmp_path / "somewhere", env=wide)  # found without --db, from any folder
+    assert listing.returncode == 0 and listing.stdout.count("completed") == 3 and str(elsewhere) in listing.stdout, listing.stderr
     compare = run_cli("runs", "compare", "1", "2", "--out", "cmp.png", cwd=tmp_path)
     assert compare.returncode == 0 and "model.hidden" in compare.stdout and (tmp_path / "cmp.png").is_file(), compare.stderr
     assert "no metrics.csv" not in compare.stdout
+    import shutil
+
+    shutil.rmtree(elsewhere)  # a deleted run folder stays listed, marked missing
+    listing = run_cli("runs", cwd=tmp_path / "somewhere", env=wide)
+    assert listing.returncode == 0 and f"{elsewhere} (missing)" in listing.stdout and listing.stdout.count("(missing)") == 1
 
 
 BREAKS_IN_TRAINING = textwrap.dedent("""
@@ -312,7 +321,7 @@ BREAKS_IN_TRAINING = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_run_that_fails_inside_training_is_recorded_as_failed(tmp_path: Path) -> None:
+def test_run_that_fails_inside_training_is_recorded_as_failed(tmp_path: Path, lightplug_home: Path) -> None:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "breaks.py").write_text(BREAKS_IN_TRAINING)
@@ -320,13 +329,14 @@ def test_run_that_fails_inside_training_is_recorded_as_failed(tmp_path: Path) ->
     out = run_cli("train", "model=breaks", "trainer.max_epochs=1", *QUIET, f"hydra.run.dir={run_dir}", cwd=tmp_path,
                   env={"LIGHTPLUG_PLUGIN_PATH": str(plugins)})
     assert out.returncode != 0
-    (row,) = RunStore(tmp_path / "outputs" / "runs.db").list_runs()
+    (row,) = RunStore(lightplug_home / "runs.db").list_runs()
     assert row["status"] == "failed" and row["ended"] and "the loss exploded" in row["error"] and "\n" not in row["error"]
     assert row["best"] is None and row["config"]["model"]["_plugin_"] == "breaks"
 
 
-def test_run_that_fails_before_training_is_not_recorded_and_leaves_no_folder(tmp_path: Path) -> None:
+def test_run_that_fails_before_training_is_not_recorded_and_leaves_no_folder(tmp_path: Path, lightplug_home: Path) -> None:
     run_dir = tmp_path / "outputs" / "2026-01-02" / "10-11-12"
     out = run_cli("train", *TINY, "trainer.accelerator=gpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # no GPU here: the trainer fails
     assert out.returncode == 2 and out.stderr.count("error: ") == 1, out.stderr[-2000:]
-    assert not (tmp_path / "outputs").exists()  # no run folder, no runs.db (docs/reliability.md)
+    assert not (tmp_path / "outputs").exists()  # no run folder (docs/reliability.md)
+    assert not (lightplug_home / "runs.db").exists() or not RunStore(lightplug_home / "runs.db").list_runs()  # not recorded

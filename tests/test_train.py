@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_cli
 
@@ -45,13 +46,29 @@ def _summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+#: What Lightning prints that says nothing to a lightplug user (a warning, an absent device, a FLOPs count of zero).
+LIGHTNING_NOISE = ("Warning", "warn(", "lightning/pytorch", "lightning/fabric", "GPU available: False", "TPU available", "💡",
+                   "transfer_batch_to_device", "FLOPs: 0", "anonymous setting")
+
+
 @pytest.mark.slow
-def test_mlp_easy_preset_reaches_95_percent_on_digits_within_a_minute(tmp_path: Path) -> None:
+def test_readme_train_command_reaches_95_percent_within_a_minute_and_prints_no_lightning_noise(tmp_path: Path) -> None:
     run = tmp_path / "run"
     start = time.perf_counter()
-    out = run_cli("train", "model=mlp", "+preset=easy", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    # the README's command with every default on, and Python's warnings as a user sees them
+    out = run_cli("train", "model=mlp", "+preset=easy", f"hydra.run.dir={run}", cwd=tmp_path, env={"PYTHONWARNINGS": ""})
     wall = time.perf_counter() - start
     assert out.returncode == 0, out.stderr[-2000:]
+    lines = (out.stdout + out.stderr).splitlines()
+    noise = [line for line in lines if any(marker in line for marker in LIGHTNING_NOISE)]
+    assert not noise, noise
+    flops = next(line for line in lines if "Total FLOPs" in line)  # the model summary counts the model's FLOPs
+    assert flops.split(":")[1].strip() not in ("0", "")
+    assert any(line.startswith("best val/acc = ") for line in lines)
+    tested = run_cli("test", f"run={run}", cwd=tmp_path, env={"PYTHONWARNINGS": ""})  # the next command a user types
+    assert tested.returncode == 0 and "test/acc" in tested.stdout, tested.stderr[-2000:]
+    noise = [line for line in (tested.stdout + tested.stderr).splitlines() if any(marker in line for marker in LIGHTNING_NOISE)]
+    assert not noise, noise
     summary = _summary(run)
     assert summary["monitor"] == "val/acc" and summary["best"] >= 0.95
     assert wall < 60, f"took {wall:.1f}s"
@@ -88,10 +105,12 @@ def test_checkpoint_is_self_describing_and_load_model_needs_no_config(tmp_path: 
 
 
 @pytest.mark.slow
-def test_regression_logs_mse_mae_r2(tmp_path: Path) -> None:
+def test_regression_model_without_data_trains_on_diabetes_and_logs_mse_mae_r2(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    out = run_cli("train", "model=mlp_regressor", "data=diabetes", "trainer.max_epochs=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    out = run_cli("train", "model=mlp_regressor", "trainer.max_epochs=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "data=diabetes: the bundled data for mlp_regressor's task" in out.stderr
+    assert json.loads((run / "config.json").read_text())["data"]["_plugin_"] == "diabetes"
     s = _summary(run)
     assert s["monitor"] == "val/mse"
     assert {"val/mse", "val/mae", "val/r2", "val/rmse"} <= set(s["metrics"]) and s["metrics"]["val/r2"] > 0.3
@@ -170,3 +189,18 @@ def test_python_train_api_returns_the_monitored_metric(tmp_path: Path, monkeypat
     best = lightplug.train("model=mlp", "trainer.max_epochs=3", "optimizer.lr=0.01", "model.hidden=16", f"hydra.run.dir={tmp_path / 'run'}", *QUIET)
     assert best is not None and 0.5 < best <= 1.0
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.parametrize(("model", "data", "data_task"), [("mlp", "digits", None), ("mlp_regressor", "diabetes", None), ("unet", "shapes", "segmentation"),
+                                                     ("fcos", "shapes", "detection")])
+def test_a_model_without_data_gets_data_of_its_task_and_cfg_job_shows_it(tmp_path: Path, model: str, data: str, data_task: str | None) -> None:
+    out = run_cli("train", f"model={model}", "--cfg", "job", "-p", "data", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    node = yaml.safe_load(out.stdout)
+    assert node["_plugin_"] == data and node.get("task") == data_task
+
+
+def test_data_of_another_task_is_refused_naming_the_data_that_fits(tmp_path: Path) -> None:
+    bad = run_cli("train", "model=mlp_regressor", "data=digits", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "model=mlp_regressor is a regression model but data=digits is classification data (choose data for regression: data=diabetes" in bad.stderr

@@ -1,4 +1,5 @@
-"""A small JSON cache of what loading a plugin taught us (schema, task, description, status).
+"""A small JSON cache of what loading a plugin taught us (schema, task, description, status), and of what its
+source says without loading it (task, description: :mod:`lightplug._source_info`).
 
 Keyed by distribution, version and a fingerprint of the files, so that listing and validating a
 command line need not import the plugin. Losing the file costs time only, never correctness.
@@ -45,10 +46,14 @@ class PluginCache:
         return self._load().get(key)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        self.put_many({key: value})
+
+    def put_many(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Store several entries with one write of the file."""
         data = self._load()
-        if data.get(key) == value:
+        if all(data.get(k) == v for k, v in entries.items()):
             return
-        data[key] = value
+        data.update(entries)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".plugins-", suffix=".tmp")

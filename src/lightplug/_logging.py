@@ -16,9 +16,17 @@ _EXPECTED_WARNINGS = (
 )
 
 
+#: Lightning's info lines that say nothing: no GPU or TPU exists (when one does, the lines stay, and Lightning's
+#: "GPU available but not used" warning too).
+_NOTHING_TO_SAY = frozenset({"GPU available: False, used: False", "TPU available: False, using: 0 TPU cores"})
+
+
 class _DropTips(logging.Filter):
+    """Lightning's advertising tips, and device lines that only say a device is absent (exact text)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        text = str(record.msg)
+        return not text.startswith("💡 Tip") and text not in _NOTHING_TO_SAY
 
 
 def quiet_lightning() -> None:

@@ -66,7 +66,7 @@ def train(*overrides: str) -> float | None:
     """
     from hydra import compose, initialize_config_dir
 
-    from .cli.train import _choices, register_configs
+    from .cli.train import _choices, data_for_models, register_configs
     from .config.finalize import finalize, plain_choices
     from .config.paths import conf_dir
     from .training import run_training
@@ -74,6 +74,7 @@ def train(*overrides: str) -> float | None:
     args = list(overrides)
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
     args = [a for a in args if not a.startswith("hydra.")]
+    args += data_for_models(args, get_registry())  # data of the model's task when none is named, as the CLI does
     register_configs(get_registry(), _choices(args))
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=args, return_hydra_config=True)

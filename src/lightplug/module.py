@@ -70,13 +70,6 @@ class PluginModule(L.LightningModule):
     def forward(self, x: Any) -> Any:
         return self.net(x)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """A dict of tensors already on ``device`` (in-memory data on CPU) is used as it is: Lightning's
-        generic move walks the collection every step (10 us per batch); anything else goes to Lightning."""
-        if type(batch) is dict and all(isinstance(v, torch.Tensor) and v.device == device for v in batch.values()):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def _hook(self, name: str) -> bool:
         return type(self.plugin).overrides(name) if hasattr(type(self.plugin), "overrides") else False
 

@@ -346,6 +346,23 @@ class Registry:
         """What an earlier load of this exact version taught us, if anything."""
         return self.cache.get(ref.cache_key)
 
+    def source_infos(self, refs: list[PluginRef]) -> dict[str, dict[str, Any]]:
+        """Task and description of plugins never loaded, read from their source without importing them
+        (:mod:`lightplug._source_info`), cached per version like loads; ``ref.cache_key`` -> info."""
+        from ._source_info import source_info
+
+        out, new = {}, {}
+        for ref in refs:
+            key = "source|" + ref.cache_key
+            info = self.cache.get(key)
+            if info is None and ref.source == "entry-point":
+                info = new[key] = source_info(ref.target) or {}
+            if info:
+                out[ref.cache_key] = info
+        if new:
+            self.cache.put_many(new)
+        return out
+
     def schema(self, ref: PluginRef) -> tuple[Schema, str | None]:
         """The plugin's schema and task, from the cache when fresh, else by loading it."""
         entry = self.cached(ref)

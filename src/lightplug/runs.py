@@ -1,4 +1,4 @@
-"""The runs index: every training run recorded in a local SQLite database, ``runs.db``, next to the outputs.
+"""The runs index: every training run recorded in one local SQLite database per user, ``runs.db``.
 
 A run is written twice: as ``running`` when its training starts (rank 0 only) and once more when it ends, as
 ``completed``, ``failed`` (with the first line of the error) or ``interrupted``. A process killed with
@@ -8,15 +8,16 @@ sees that the recorded process is gone (or its pid now belongs to a newer proces
 short transaction on a database in WAL mode with a busy timeout, so the jobs of a parallel multirun,
 or any number of ``lightplug train`` processes, can record into the same file without losing a row.
 
-Where the database is (see :func:`db_path`): ``$LIGHTPLUG_RUNS_DB`` when set (``off`` records nothing),
-else the folder that holds the run folders by date: ``outputs/runs.db`` for ``outputs/DATE/TIME``,
-``multirun/runs.db`` for ``multirun/DATE/TIME/N``, and ``<parent of the run folder>/runs.db`` for a
-custom ``hydra.run.dir`` or ``hydra.sweep.dir``.
+Where the database is (see :func:`db_path`): ``$LIGHTPLUG_RUNS_DB`` when set (``off`` records nothing), else
+``$LIGHTPLUG_HOME/runs.db``, that is ``~/.lightplug/runs.db`` by default: one index per user, whatever folder a
+run writes into (``outputs/DATE/TIME``, a multirun's ``multirun/DATE/TIME/N``, any ``hydra.run.dir``), which
+``lightplug runs`` and the web UI read. A row keeps the absolute path of its run folder; a folder deleted since
+is shown as missing.
 
 Nothing here imports torch: ``lightplug runs`` reads the index with sqlite3 only.
 
 Example:
-    >>> store = RunStore("outputs/runs.db")                         # doctest: +SKIP
+    >>> store = RunStore(db_path())                                 # doctest: +SKIP
     >>> [r["id"] for r in store.list_runs(model="mlp", status="completed")]  # doctest: +SKIP
     [1, 3]
 """
@@ -27,7 +28,6 @@ import functools
 import json
 import logging
 import os
-import re
 import socket
 import sqlite3
 import time
@@ -37,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._home import home_dir
 from ._liveness import crash_note, last_sign_of_life, process_alive
 
 __all__ = ["RunStore", "STATUSES", "db_path", "default_db_path", "record_run", "flatten", "process_alive", "ENV_DB"]
@@ -79,36 +80,24 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 """
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME = re.compile(r"^\d{2}-\d{2}-\d{2}")
 
 
-def default_db_path(run_dir: str | os.PathLike[str]) -> Path:
-    """The database a run folder records into when ``$LIGHTPLUG_RUNS_DB`` is not set.
+def default_db_path() -> Path:
+    """The database every run records into when ``$LIGHTPLUG_RUNS_DB`` is not set: ``$LIGHTPLUG_HOME/runs.db``.
 
     Example:
-        >>> str(default_db_path("outputs/2026-01-02/10-11-12"))
-        'outputs/runs.db'
-        >>> str(default_db_path("multirun/2026-01-02/10-11-12/3"))
-        'multirun/runs.db'
-        >>> str(default_db_path("/tmp/my_run"))
-        '/tmp/runs.db'
+        >>> default_db_path() == home_dir() / "runs.db"   # ~/.lightplug/runs.db unless LIGHTPLUG_HOME is set
+        True
     """
-    run = Path(run_dir)
-    parts = run.parts
-    if len(parts) >= 3 and _TIME.match(parts[-1]) and _DATE.match(parts[-2]):
-        return run.parent.parent / "runs.db"
-    if len(parts) >= 4 and parts[-1].isdigit() and _TIME.match(parts[-2]) and _DATE.match(parts[-3]):
-        return run.parent.parent.parent / "runs.db"
-    return run.parent / "runs.db"
+    return home_dir() / "runs.db"
 
 
-def db_path(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The database of ``run_dir``: ``$LIGHTPLUG_RUNS_DB`` or :func:`default_db_path`; None when recording is off."""
+def db_path() -> Path | None:
+    """The runs index: ``$LIGHTPLUG_RUNS_DB`` or :func:`default_db_path`; None when recording is off."""
     env = os.environ.get(ENV_DB)
     if env is not None:
-        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env)
-    return default_db_path(run_dir)
+        return None if env.strip().lower() in ("", "off", "none", "0", "false") else Path(env).expanduser()
+    return default_db_path()
 
 
 def _now() -> str:
@@ -328,7 +317,7 @@ def record_run(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(run: Any, run_dir: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
-        path = db_path(run_dir) if _is_rank_zero() else None
+        path = db_path() if _is_rank_zero() else None
         store, run_id = None, None
         out = Path(run_dir).resolve()
         if path is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from .config.finalize import RunConfig
 from .errors import ConfigError
 
-__all__ = ["build_trainer", "build_callbacks", "build_loggers"]
+__all__ = ["build_trainer", "build_callbacks", "build_loggers", "finish_loggers"]
 
 _TRAINER_KEYS_OURS: set[str] = set()
 
@@ -97,10 +97,10 @@ def build_loggers(cfg: dict[str, Any], out: Path, run: RunConfig) -> list[Any]:
     if "mlflow" in chosen:
         from lightning.pytorch.loggers import MLFlowLogger
 
-        from .runs import default_db_path
+        from ._home import home_dir
 
         m = chosen["mlflow"]
-        uri = m.get("tracking_uri") or f"file:{(default_db_path(out).parent / 'mlruns').resolve()}"
+        uri = m.get("tracking_uri") or f"file:{(home_dir() / 'mlruns').resolve()}"  # one store per user, beside the runs index
         if uri.startswith("file:"):  # recent MLflow refuses its file store unless told (a database is its new default)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         loggers.append(MLFlowLogger(experiment_name=m.get("experiment_name", "lightplug"), tracking_uri=uri, run_name=out.name,
@@ -109,6 +109,18 @@ def build_loggers(cfg: dict[str, Any], out: Path, run: RunConfig) -> list[Any]:
     for lg in loggers:
         lg.log_hyperparams(hparams)
     return loggers
+
+
+def finish_loggers(loggers: list[Any], ok: bool) -> None:
+    """End what Lightning leaves open after ``fit``: a W&B run is finished (``wandb.finish``) with the run's exit
+    code, so that its files are complete when the process (or the next job of a multirun) goes on; without it W&B
+    abandons the run at exit (``HandleAbandonedError`` in its ``debug.log``)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish(exit_code=0 if ok else 1)
+            lg._experiment = None
 
 
 def _plugin_info(run: RunConfig) -> dict[str, Any]:
@@ -126,6 +138,11 @@ def _wandb_logger(**kwargs: Any) -> Any:
     from lightning.pytorch.utilities import rank_zero_only
 
     class _Wandb(WandbLogger):  # type: ignore[misc]
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            if self._wandb_init.get("anonymous") is None:  # Lightning passes None, which W&B warns about on every run
+                self._wandb_init.pop("anonymous", None)
+
         @rank_zero_only  # type: ignore[misc]
         def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
             super().after_save_checkpoint(checkpoint_callback)
@@ -195,8 +212,16 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(v, dict):
             out.update(_flat(v, key + "."))
         else:
-            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+            out[key] = v if _loggable(v) else str(v)
     return out
+
+
+def _loggable(value: Any) -> bool:
+    """Numbers, strings, booleans, None and lists of them reach the loggers as they are (W&B keeps lists as lists;
+    TensorBoard and MLflow turn them into text themselves)."""
+    if isinstance(value, list):
+        return all(_loggable(v) and not isinstance(v, list) for v in value)
+    return isinstance(value, (int, float, str, bool)) or value is None
 
 
 def build_trainer(cfg: dict[str, Any], out: Path, run: RunConfig) -> Any:

@@ -108,6 +108,9 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
             dets = _guard("postprocess the outputs of a batch", who, module.plugin.postprocess, outputs, batch, module.detection)
             check_detections(dets, len(batch["input"]), who)
     module.train()
+    if isinstance(batch["input"], torch.Tensor) and run.cfg["trainer"].get("enable_model_summary", True):
+        # one sample for Lightning's model summary: its FLOPs, In sizes and Out sizes columns (zeros and none without it)
+        module.example_input_array = batch["input"][:1].clone()
     preds, _, _ = split_outputs(outputs)
     if preds is not None:
         check_outputs(run.task, preds, batch, run.facts, who)
@@ -303,12 +306,17 @@ def _prepare(run: RunConfig, out: Path) -> dict[str, Any]:
 
 @record_run  # recorded in runs.db: running when training starts, completed/failed/interrupted at the end
 def _fit(run: RunConfig, run_dir: str | os.PathLike[str], prepared: dict[str, Any]) -> float | None:
+    from .trainer_factory import finish_loggers
+
     out, cfg = Path(run_dir), run.cfg
     trainer, resume = prepared["trainer"], prepared["resume"]
     saved_env = {k: os.environ.get(k) for k in _DDP_ENV}
+    ok = False
     try:
         trainer.fit(prepared["module"], datamodule=prepared["datamodule"], ckpt_path=resume, weights_only=True if resume else None)
+        ok = not trainer.interrupted
     finally:
+        finish_loggers(trainer.loggers, ok)
         _end_process_group(saved_env)
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     score = float(best) if best is not None else None

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lightplug {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in _COMMANDS:
+    if command in ("-sc", "--shell-completion"):  # what Hydra's completion script calls: `lightplug -sc query=bash`
+        command = "-sc"
+    if command not in _COMMANDS and command != "-sc":
         import difflib
 
         close = difflib.get_close_matches(command, list(_COMMANDS), n=1)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {command!r} ({hint})", file=sys.stderr)
         return 2
     try:
-        code = _load(_COMMANDS[command][0])(rest)
+        code = _load(_COMMANDS[command][0] if command != "-sc" else "lightplug.cli.completion:main")(rest)
     except LightplugError as exc:
         if isinstance(exc, Interrupted):
             _exit_at_once_on_another_signal(exc.exit_code)

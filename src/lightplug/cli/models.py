@@ -1,6 +1,7 @@
 """``lightplug models|data|callbacks [show NAME] [--check] [--all] [--json]``: list and describe plugins.
 
-The plain listing reads distribution metadata and the plugin cache only: no plugin module, no torch.
+The plain listing imports no plugin module and no torch: it reads distribution metadata, the plugin cache, and for a
+plugin never loaded its task and description from its source (:mod:`lightplug._source_info`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ def listing_rows(registry: Registry, kind: str, check: bool = False, include_ign
     With ``check`` every plugin is loaded, so its status is current; otherwise it comes from the cache.
     """
     rows = []
-    for ref in registry.refs(kind, include_ignored=include_ignored):
-        status, cause, entry = "unchecked", "", registry.cached(ref)
+    refs = registry.refs(kind, include_ignored=include_ignored)
+    unloaded = [r for r in refs if not check and r.dist != "lightplug" and not r.problem and registry.cached(r) is None]
+    from_source = registry.source_infos(unloaded) if unloaded else {}
+    for ref in refs:
+        status, cause, entry = "unchecked", "", registry.cached(ref) or from_source.get(ref.cache_key)
         if ref.problem:
             status, cause = ref.problem.split(":")[0], ref.problem
         elif check or ref.dist == "lightplug":  # built-in plugins are light: always describe them
@@ -35,7 +39,7 @@ def listing_rows(registry: Registry, kind: str, check: bool = False, include_ign
             except PluginError:
                 pass
             entry = registry.cached(ref)
-        if entry and not ref.problem:
+        if entry and "status" in entry and not ref.problem:
             status, cause = entry["status"], entry.get("cause", "")
         row = {
             "name": ref.name,

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import PluginError
 from ._args import ArgumentParser
 
-__all__ = ["main", "render_package", "validate_name", "TASKS"]
+__all__ = ["main", "render_package", "validate_name", "next_steps", "TASKS"]
 
 #: The tasks a new plugin can start from, with what their templates need.
 TASKS: dict[str, dict[str, str]] = {
@@ -119,10 +119,15 @@ def main(argv: list[str]) -> int:
     note = _clash_note(args.name)
     if note:
         print(note)
-    data = TASKS[args.task]["data_arg"]
     print("next:")
-    print(f"  pip install -e {dest}")
-    print(f"  lightplug check-plugin {args.name}")
-    print(f"  lightplug train model={args.name}{data} +preset=easy")
-    print(f"  python -m pytest {dest}/tests")
+    for step in next_steps(args.name, args.task, dest):
+        print(f"  {step}")
     return 0
+
+
+def next_steps(name: str, task: str, dest: Path) -> list[str]:
+    """What to type after ``new-plugin``: the same steps as the package's README (``[test]`` adds pytest)."""
+    import shlex
+
+    return [f"pip install -e {shlex.quote(f'{dest}[test]')}", f"lightplug check-plugin {name}",
+            f"lightplug train model={name}{TASKS[task]['data_arg']} +preset=easy", f"python -m pytest {shlex.quote(str(dest / 'tests'))}"]

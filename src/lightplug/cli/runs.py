@@ -1,6 +1,6 @@
 """``lightplug runs``: list, show and compare the runs recorded in ``runs.db`` (see :mod:`lightplug.runs`).
 
-    lightplug runs [--model X] [--status S] [--limit N] [--db PATH]
+    lightplug runs [--model X] [--status S] [--limit N] [--db PATH]      (default: ~/.lightplug/runs.db)
     lightplug runs show ID [--json] [--db PATH]
     lightplug runs compare ID ID [...] [--out PNG] [--db PATH]
 
@@ -20,31 +20,38 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LightplugError
-from ..runs import ENV_DB, STATUSES, RunStore, flatten
+from ..runs import ENV_DB, STATUSES, RunStore, db_path, flatten
 from ._args import positive_int
 
 __all__ = ["main"]
 
 _STYLE = {"running": "yellow", "completed": "green", "failed": "red", "interrupted": "magenta", "crashed": "red"}
-_DEFAULT_DBS = ("outputs/runs.db", "multirun/runs.db")
+
+
+class NoRuns(LightplugError):
+    """The runs database does not exist (yet)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no runs database at {path}", hint="`lightplug train` records every run there; give --db PATH for another one")
+        self.path = path
 
 
 def _db(given: str | None) -> RunStore:
-    """The database to read: ``--db``, ``$LIGHTPLUG_RUNS_DB``, else ./outputs/runs.db or ./multirun/runs.db."""
-    env = os.environ.get(ENV_DB, "").strip()
-    candidates = [given] if given else [env] if env and env.lower() not in ("off", "none", "0", "false") else list(_DEFAULT_DBS)
-    for path in candidates:
-        if Path(path).is_file():
-            store = RunStore(path, create=False)
-            try:  # a file that is not a runs database: one line, not sqlite's traceback
-                store.list_runs(limit=1)
-            except sqlite3.DatabaseError as exc:
-                raise LightplugError(f"{path}: not a lightplug runs database ({exc})", hint="give --db PATH of a runs.db written by `lightplug train`") from exc
-            return store
-    if given and Path(given).is_dir():
-        raise LightplugError(f"--db {given}: is a folder", hint=f"give the database file, e.g. --db {Path(given) / 'runs.db'}")
-    where = " or ".join(candidates)
-    raise LightplugError(f"no runs database at {where}", hint="`lightplug train` records each run there; give --db PATH or set LIGHTPLUG_RUNS_DB")
+    """The database to read: ``--db``, else the runs index (``$LIGHTPLUG_RUNS_DB``, else ``$LIGHTPLUG_HOME/runs.db``)."""
+    path = Path(given).expanduser() if given else db_path()
+    if path is None:
+        raise LightplugError(f"{ENV_DB}={os.environ.get(ENV_DB)} switches the runs index off", hint="unset it, or give --db PATH")
+    if path.is_dir():
+        raise LightplugError(f"--db {given}: is a folder" if given else f"{path}: is a folder, not a runs database",
+                             hint=f"give the database file, e.g. --db {path / 'runs.db'}")
+    if not path.is_file():
+        raise NoRuns(path)
+    store = RunStore(path, create=False)
+    try:  # a file that is not a runs database: one line, not sqlite's traceback
+        store.list_runs(limit=1)
+    except sqlite3.DatabaseError as exc:
+        raise LightplugError(f"{path}: not a lightplug runs database ({exc})", hint="give --db PATH of a runs.db written by `lightplug train`") from exc
+    return store
 
 
 def _console() -> Any:
@@ -82,6 +89,16 @@ def _started(row: dict[str, Any]) -> str:
     return datetime.fromisoformat(row["started"]).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _folder(row: dict[str, Any]) -> str:
+    """The run folder, relative to the current folder when inside it, and ``(missing)`` when it was deleted."""
+    path = Path(row["run_dir"])
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return shown if path.is_dir() else f"{shown} (missing)"
+
+
 def _status(row: dict[str, Any]) -> str:
     return f"[{_STYLE.get(row['status'], 'white')}]{row['status']}[/]"
 
@@ -99,18 +116,26 @@ def _get(store: RunStore, run_id: str) -> dict[str, Any]:
 def _list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _db(args.db)
-    rows = store.list_runs(model=args.model, status=args.status, limit=args.limit)
     console = _console()
+    try:
+        store = _db(args.db)
+    except NoRuns as exc:
+        if args.db:
+            raise
+        console.print(f"no runs recorded yet: {exc.path} does not exist (`lightplug train` records every run there)")
+        return 0
+    rows = store.list_runs(model=args.model, status=args.status, limit=args.limit)
     if not rows:
         console.print(f"no runs in {store.path}" + (" match" if args.model or args.status else ""))
         return 0
     table = Table(title=f"runs in {store.path}", title_justify="left")
     for name, justify in (("ID", "right"), ("STARTED", "left"), ("MODEL", "left"), ("PRESET", "left"), ("STATUS", "left"),
-                          ("MONITOR", "left"), ("BEST", "right"), ("DURATION", "right")):
-        table.add_column(name, justify=justify, no_wrap=name in ("ID", "STARTED", "STATUS"))  # type: ignore[arg-type]
+                          ("MONITOR", "left"), ("BEST", "right"), ("DURATION", "right"), ("RUN DIR", "left")):
+        table.add_column(name, justify=justify, no_wrap=name in ("ID", "STARTED", "STATUS", "BEST", "DURATION"),  # type: ignore[arg-type]
+                         overflow="fold" if name == "RUN DIR" else "ellipsis", min_width=12 if name == "RUN DIR" else None)
     for r in rows:
-        table.add_row(str(r["id"]), _started(r), _t(r["model"]), _t(r["preset"]), _status(r), _t(r["monitor"]), _num(r["best"]), _duration(r))
+        table.add_row(str(r["id"]), _started(r), _t(r["model"]), _t(r["preset"]), _status(r), _t(r["monitor"]), _num(r["best"]), _duration(r),
+                      _t(_folder(r)))
     console.print(table)
     return 0
 
@@ -129,7 +154,7 @@ def _show(args: argparse.Namespace) -> int:
     info.add_column(style="bold")
     info.add_column()
     plugin = " ".join(x for x in (row["plugin_dist"], row["plugin_version"]) if x)
-    for key, value in (("status", _status(row)), ("error", row["error"]), ("run dir", row["run_dir"]), ("started", _started(row)),
+    for key, value in (("status", _status(row)), ("error", row["error"]), ("run dir", row["run_dir"] + ("" if Path(row["run_dir"]).is_dir() else " (missing)")), ("started", _started(row)),
                        ("duration", _duration(row)), ("model", f"{row['model']} ({plugin})" if plugin else row["model"]), ("data", row["data"]),
                        ("task", row["task"]), ("preset", row["preset"]), ("overrides", " ".join(row["overrides"] or [])),
                        ("monitor", f"{row['monitor']} ({row['monitor_mode']})"), ("best", _num(row["best"])), ("checkpoint", row["checkpoint"]),
@@ -263,7 +288,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out or f"compare_{'_'.join(str(r['id']) for r in rows)}.png")
     missing = plot_curves(rows, out)
     if missing:
-        console.print(f"no metrics.csv for {', '.join(missing)} (logger=csv writes it): left out of the curves")
+        console.print(f"no metrics.csv for {', '.join(missing)} (trained with logger=none or ~logger.csv, or the folder is gone): left out of the curves")
     console.print(f"learning curves: {out.resolve()}")
     return 0
 
@@ -285,7 +310,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--model", help="only runs of this model")
         p.add_argument("--status", choices=STATUSES, help="only runs in this state")
         p.add_argument("--limit", type=positive_int, help="only the newest N runs")
-    p.add_argument("--db", help=f"the database (default: ${ENV_DB}, else ./outputs/runs.db, else ./multirun/runs.db)")
+    p.add_argument("--db", help=f"the database (default: ${ENV_DB}, else $LIGHTPLUG_HOME/runs.db, that is ~/.lightplug/runs.db)")
     return p
 
 

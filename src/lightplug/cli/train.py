@@ -8,9 +8,10 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..config.finalize import finalize, plain_choices
+from ..config.finalize import DATA_FOR_TASK, finalize, plain_choices
 from ..config.hydra_errors import from_hydra
 from ..config.paths import conf_dir
 from ..config.preflight import group_options, parse_overrides, preflight
@@ -19,8 +20,9 @@ from ..errors import ConfigError, LightplugError
 from ..registry import Registry, get_registry
 from ..schema import Schema
 from ._args import one_line_errors
+from .show_config import flag_value, print_config, print_info
 
-__all__ = ["main", "register_configs"]
+__all__ = ["main", "register_configs", "run_hydra", "data_for_models"]
 
 _CHILD_ARGS = "LIGHTPLUG_DDP_ARGS"
 
@@ -71,6 +73,19 @@ def register_configs(registry: Registry, chosen: dict[str, list[str]], everythin
             except LightplugError:
                 continue
     return picked
+
+
+def data_for_models(args: list[str], registry: Registry) -> list[str]:
+    """The overrides that pick data fitting the chosen models' task when the command line names no data (nor an
+    experiment, which may); none when the models' tasks differ (each job then says which data fits it)."""
+    chosen = _choices(args)
+    if "data" in chosen or "experiment" in chosen or not chosen.get("model"):
+        return []
+    tasks = {registry.schema(registry.find("model", name))[1] or "classification" for name in chosen["model"]}
+    if len(tasks) != 1:
+        return []
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    return [o for o in DATA_FOR_TASK[tasks.pop()] if o.split("=", 1)[0] not in given]
 
 
 def _help(registry: Registry) -> str:
@@ -142,33 +157,21 @@ def _launched_rank() -> int | None:
     return None
 
 
-def _print_job_config(args: list[str], resolve: bool) -> int:
-    """``--cfg job``: the config exactly as the run would use it (preset applied, facts bound)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def _check_sweeper_storage(args: list[str]) -> None:
+    """Optuna 2.x (the one hydra-optuna-sweeper supports) cannot use SQL storage with SQLAlchemy 2: it fails with a bare
+    AssertionError inside the sweeper. Say so before the sweep starts."""
+    storage = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweeper.storage=")), "null")
+    if storage in ("null", "", "None"):
+        return
+    from importlib.metadata import PackageNotFoundError, version
 
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
-    registry = get_registry()
-    schema, _ = registry.schema(registry.find("model", run.model_name))
-    print(_mark_fixed(OmegaConf.to_yaml(OmegaConf.create(run.cfg) if resolve else cfg), schema))
-    return 0
-
-
-def _mark_fixed(text: str, schema: Schema) -> str:
-    """The YAML of a job with ``# fixed: WHY`` after each fixed model field (kept at the value its code gives)."""
-    fixed = {f.name: f.help for f in schema.fields if f.fixed}
-    lines, in_model = [], False
-    for line in text.splitlines():
-        if line and not line.startswith(" "):
-            in_model = line.startswith("model:")
-        key = line.strip().split(":", 1)[0]
-        if in_model and line.startswith("  ") and not line.startswith("   ") and key in fixed:
-            line += f"  # fixed: {fixed[key]}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    try:
+        optuna, sqlalchemy = version("optuna"), version("sqlalchemy")
+    except PackageNotFoundError:
+        return
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise ConfigError(f"hydra.sweeper.storage={storage} needs SQLAlchemy 1.4 with optuna {optuna} (you have SQLAlchemy {sqlalchemy})",
+                          hint="pip install 'lightplug[optuna]' installs versions that work together")
 
 
 def _check_before_run(args: list[str], registry: Registry) -> str:
@@ -206,6 +209,17 @@ def _pin_run_dir(args: list[str], run_dir: str) -> list[str]:
     return [*kept, f"hydra.run.dir={quoted}"]
 
 
+def _record_config(path: Path, cfg: Any) -> None:
+    """Hydra wrote the composed config into ``.hydra/config.yaml`` before the job ran; write the config that runs
+    instead (the model's preset, the data facts, ``data.layout`` and ``monitor`` filled in, interpolations kept),
+    so that it agrees with ``config.json``, ``hparams.yaml`` and the checkpoint. ``overrides.yaml`` stays as typed."""
+    from omegaconf import OmegaConf
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg))
+    os.replace(tmp, path)
+
+
 def _task(original_argv: list[str]) -> Any:
     def task(cfg: Any) -> float | None:
         from hydra.core.hydra_config import HydraConfig
@@ -214,6 +228,8 @@ def _task(original_argv: list[str]) -> Any:
         overrides = list(hc.overrides.task)
         try:
             run = finalize(cfg, plain_choices(hc.runtime.choices), overrides)
+            if hc.output_subdir:
+                _record_config(Path(hc.runtime.output_dir) / str(hc.output_subdir) / "config.yaml", cfg)
             os.environ[_CHILD_ARGS] = json.dumps(overrides + [f"hydra.run.dir={hc.runtime.output_dir}", "hydra.output_subdir=null"])
             sys.argv = original_argv  # Lightning's DDP launcher re-runs this command line
             from ..training import run_training
@@ -228,7 +244,12 @@ def _task(original_argv: list[str]) -> Any:
 def main(args: list[str]) -> int:
     """Run ``lightplug train`` with ``args`` (everything after ``train``); returns the exit code."""
     original_argv = list(sys.argv)
-    args = _check_flags(_child_args(args))
+    args = _child_args(args)
+    if args and args[0] in ("-sc", "--shell-completion"):
+        from .completion import main as completion
+
+        return completion(args[1:])
+    args = _check_flags(args)
     registry = get_registry()
     chosen = _choices(args)
     everything = "experiment" in chosen
@@ -238,16 +259,26 @@ def main(args: list[str]) -> int:
     if "model" not in chosen and not everything and not _asks_hydra_only(args):
         names = ", ".join(registry.names("model")) or "none installed, see `lightplug new-plugin`"
         raise ConfigError(f"no model chosen: add model=NAME (available: {names})")
+    implied = data_for_models(args, registry)
+    if implied and implied[0] != "data=digits":  # digits is conf/train.yaml's default: nothing to say
+        if not ({"--cfg", "-c", "--help", "-h"} & set(args)) and os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"{' '.join(implied)}: the bundled data for {'/'.join(chosen['model'])}'s task (give data=NAME for other data)", file=sys.stderr)
+        last = max(i for i, a in enumerate(args) if "=" in a and not a.startswith("-"))  # beside the other overrides
+        args = [*args[: last + 1], *implied, *args[last + 1 :]]
+        chosen = _choices(args)
     picked = register_configs(registry, chosen, everything=everything)
     owners = {g: chosen[g][0] for g in ("model", "data") if len(chosen.get(g, [])) == 1}
     owners.setdefault("data", "digits")
     preflight(args, registry, picked, owners)
     if ("--cfg" in args or "-c" in args) and ("-m" in args or "--multirun" in args):
         raise ConfigError("--cfg prints the config of one run; drop -m/--multirun to see it")
-    if "--cfg" in args or "-c" in args:
-        flag = args.index("--cfg") if "--cfg" in args else args.index("-c")
-        if flag + 1 < len(args) and args[flag + 1] == "job":
-            return _print_job_config(args, resolve="--resolve" in args)
+    shown = flag_value(args, "--cfg", "-c")
+    if shown in ("job", "all"):  # answered by the core: the config the run uses, preset and data facts included
+        return print_config(args, shown, resolve="--resolve" in args, package=flag_value(args, "--package", "-p"))
+    info = flag_value(args, "--info", "-i", default="all")
+    if info in ("config", "all"):
+        return print_info(args, info)
+    _check_sweeper_storage(args)
     single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
     folder: Any = contextlib.nullcontext()
     if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
@@ -257,21 +288,35 @@ def main(args: list[str]) -> int:
 
         folder = claim_run_folder(run_dir)  # one run per folder, refused before Hydra writes into it
 
-    import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
-    sys.argv = [original_argv[0], *args]
-    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task(original_argv))
     try:
         with folder:
-            app()
+            run_hydra(args, _task(original_argv))
     except _UserError as exc:
         raise exc.error from exc.error.__cause__
     except (HydraException, OmegaConfBaseException) as exc:
         options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
         raise from_hydra(exc, options) from exc
-    finally:
-        sys.argv = original_argv
     return 0
+
+
+def program_name() -> str:
+    """``sys.argv[0]``, or ``lightplug`` when run as ``python -m lightplug`` (the name the shell knows)."""
+    first = sys.argv[0] if sys.argv else ""
+    return "lightplug" if not first or first.endswith(".py") else first
+
+
+def run_hydra(args: list[str], task: Any = None) -> None:
+    """Run ``hydra.main`` on lightplug's config tree with ``args`` as its command line (``task``: the job;
+    None for Hydra's own flags, which run no job)."""
+    import hydra
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    saved = sys.argv
+    sys.argv = [program_name(), *args]  # Hydra names the program after it (help, completion scripts)
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(task or (lambda cfg: None))()
+    finally:
+        sys.argv = saved

@@ -15,7 +15,7 @@ from .core_schemas import core_schemas, run_schema
 from .preflight import checkpoint_problems, unknown_top_keys
 from .values import coerce, data_problems
 
-__all__ = ["RunConfig", "finalize", "coerce", "data_problems", "cap_for_tests", "ENV_MAX_EPOCHS", "ENV_MAX_BATCHES"]
+__all__ = ["RunConfig", "finalize", "coerce", "data_problems", "cap_for_tests", "ENV_MAX_EPOCHS", "ENV_MAX_BATCHES", "DATA_FOR_TASK"]
 
 #: The metric each task monitors by default, and whether higher is better.
 DEFAULT_MONITOR = {
@@ -23,6 +23,15 @@ DEFAULT_MONITOR = {
     "regression": ("val/mse", "min"),
     "segmentation": ("val/miou", "max"),
     "detection": ("val/map_50", "max"),
+}
+
+#: The data ``lightplug train model=X`` uses when no ``data=`` is given, by the model's task: bundled data of that
+#: task, so that every model trains as typed (``data=shapes`` serves segmentation, and detection with its ``task``).
+DATA_FOR_TASK: dict[str, list[str]] = {
+    "classification": ["data=digits"],
+    "regression": ["data=diabetes"],
+    "segmentation": ["data=shapes"],
+    "detection": ["data=shapes", "data.task=detection"],
 }
 
 
@@ -91,7 +100,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     """Turn a composed ``DictConfig`` into a validated :class:`RunConfig`.
 
     Args:
-        cfg: the config Hydra composed (modified in place: preset and facts).
+        cfg: the config Hydra composed, modified in place so that it is the config that runs, interpolations kept:
+            the model's preset, the data facts, ``data.layout`` and the monitored metric.
         choices: Hydra's group choices (``hydra.runtime.choices``), for the preset.
         overrides: the command-line overrides of this job.
         registry: where plugins are looked up.
@@ -139,7 +149,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     data_task = facts.get("task", data_plugin.task)  # data whose task is a setting says so in its facts
     if task and data_task and task != data_task and not problems:
         problems.append(f"model={model_name} is a {task} model but data={data_name} is {data_task} data "
-                        f"(choose data for {task}, see `lightplug data`)")
+                        f"(choose data for {task}: {' '.join(DATA_FOR_TASK[task])}, or see `lightplug data`)")
     if not model_problems:  # the plugin's own rules, reported with the other sections' problems
         problems += _plugin_check(registry, model_ref, coerce(model_schema, resolved["model"]))
     if not problems and resolved.get("monitor") is not None:
@@ -156,6 +166,9 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         resolved["monitor"] = monitor
     if resolved.get("monitor_mode") is None:
         resolved["monitor_mode"] = mode if resolved["monitor"] == monitor else _guess_mode(resolved["monitor"])
+    if cfg.get("monitor") is None or cfg.get("monitor_mode") is None:  # the composed config says what ran too
+        with open_dict(cfg):
+            cfg.monitor, cfg.monitor_mode = resolved["monitor"], resolved["monitor_mode"]
     resolved["facts"] = facts
     cap_for_tests(resolved["trainer"], notes)
     return RunConfig(resolved, model_name, data_name, task or "classification", preset, list(overrides), facts, notes)

@@ -92,14 +92,16 @@ def synthetic_overrides(loaded: LoadedPlugin) -> list[str]:
     return args
 
 
-def _env(loaded: LoadedPlugin) -> dict[str, str]:
-    """The caller's environment, plus what makes its plugin importable from another folder."""
+def _env(loaded: LoadedPlugin, folder: Path) -> dict[str, str]:
+    """The caller's environment, plus what makes its plugin importable from another folder; the run is recorded in
+    ``folder``'s own runs index unless ``LIGHTPLUG_HOME`` is set (a test run never lands in the user's index)."""
     env = dict(os.environ)
+    env.setdefault("LIGHTPLUG_HOME", str(folder / ".lightplug"))
     paths = [os.getcwd(), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     if loaded.ref.source == "local":
-        folder = str(Path(loaded.ref.target).parent)
-        env["LIGHTPLUG_PLUGIN_PATH"] = os.pathsep.join([folder, *[p for p in env.get("LIGHTPLUG_PLUGIN_PATH", "").split(os.pathsep) if p]])
+        plugin_dir = str(Path(loaded.ref.target).parent)
+        env["LIGHTPLUG_PLUGIN_PATH"] = os.pathsep.join([plugin_dir, *[p for p in env.get("LIGHTPLUG_PLUGIN_PATH", "").split(os.pathsep) if p]])
     return env
 
 
@@ -136,7 +138,7 @@ def train_plugin_once(name: str, tmp_path: str | os.PathLike[str], timeout: floa
     given = {a.split("=", 1)[0] for a in extra}
     defaults = ["trainer.max_epochs=1", *_QUIET, *(synthetic_overrides(loaded) if data == "synthetic" else [])]
     args = ["train", f"model={name}", f"data={data}", *[a for a in defaults if a.split("=", 1)[0] not in given], *extra, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run([sys.executable, "-m", "lightplug", *args], cwd=folder, env=_env(loaded), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "lightplug", *args], cwd=folder, env=_env(loaded, folder), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise AssertionError(f"`lightplug {' '.join(args)}` exited with code {proc.returncode}:\n{tail}")

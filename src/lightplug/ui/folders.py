@@ -66,7 +66,7 @@ def index_rows(outputs: Path) -> dict[str, dict[str, Any]]:
         from ..runs import RunStore, db_path
     except ImportError:
         return {}
-    db = db_path(outputs / "2000-01-01" / "00-00-00")  # where a run folder under outputs records itself
+    db = db_path()  # the runs index of this user, wherever the runs wrote
     if db is None or not db.is_file():
         return {}
     try:
