@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .metrics import detection_metric, metric_inputs, summarise_detection, task_metrics
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, optimizer_impl
 from .plugin import DetectionSettings
 from .tasks import default_loss
 
@@ -209,7 +209,11 @@ class PluginModule(L.LightningModule):
         if self._hook("configure_optimizers"):
             return self.plugin.configure_optimizers(self.net, opt_cfg)
         params = self.plugin.param_groups(self.net, opt_cfg) if self._hook("param_groups") else self.net.parameters()
-        optimizer = build_optimizer(params, opt_cfg)
+        trainer_cfg = self.run_cfg.get("trainer") or {}
+        scaler_clipping = str(trainer_cfg.get("precision")) in ("16-mixed", "16") and bool(trainer_cfg.get("gradient_clip_val"))
+        optimizer = build_optimizer(params, opt_cfg, scaler_clipping)
+        #: The implementation the optimizer steps with (``optimizer.impl=auto`` resolved), for summary.json.
+        self.optimizer_impl = optimizer_impl(optimizer)
         max_epochs = int(self.run_cfg["trainer"].get("max_epochs", 1))
         total = int(self.trainer.estimated_stepping_batches) if self.run_cfg["scheduler"].get("name") == "onecycle" else 0
         scheduler = build_scheduler(optimizer, self.run_cfg["scheduler"], max_epochs, total, self.run_cfg["monitor"])
@@ -217,3 +221,13 @@ class PluginModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lightplug"] = self.meta
+
+    def compile_net(self, options: dict[str, Any]) -> None:
+        """``torch.compile`` the plugin's module in place (``nn.Module.compile``), with the ``compile`` section's
+        ``mode``, ``dynamic``, ``fullgraph`` and ``backend``. Parameters, ``state_dict`` keys (no ``_orig_mod.``)
+        and hooks stay those of the plain module, so checkpoints, resume and export are unchanged; export
+        rebuilds the plain module from the checkpoint."""
+        kwargs = {k: options[k] for k in ("mode", "dynamic", "fullgraph", "backend") if options.get(k) is not None}
+        if kwargs.get("mode") == "default":
+            kwargs.pop("mode")
+        self.net.compile(**kwargs)

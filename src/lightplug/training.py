@@ -262,6 +262,8 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     _check_first_batch(module, datamodule, run, who)
     if cfg.get("init_from"):
         _init_from(module, cfg["init_from"], run)
+    if (cfg.get("compile") or {}).get("enabled"):
+        module.compile_net(cfg["compile"])  # after the eager first-batch check: a plugin's own error stays readable
     resume = _resume_path(cfg.get("resume"), out)
     history = _check_resume(module, resume, run, out) if resume else []
     trainer = build_trainer(cfg, out, run)
@@ -279,8 +281,12 @@ def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | Non
     if score is None and cfg["monitor"] in trainer.callback_metrics:
         score = float(trainer.callback_metrics[cfg["monitor"]])
     if trainer.is_global_zero:
+        from .evaluation.artifacts import artifact_summary
+
         summary = {"monitor": cfg["monitor"], "best": score,
                    "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
+                   **artifact_summary(trainer),  # best_epoch, and the epoch the validation files show
+                   "optimizer_impl": getattr(module, "optimizer_impl", None),
                    "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         log.info("best %s = %s; checkpoints in %s", cfg["monitor"], score, out / "checkpoints")
