@@ -242,7 +242,10 @@ def _set_threads(cfg: dict[str, Any]) -> None:
 @record_run  # recorded in runs.db: running at the start, completed/failed/interrupted at the end
 def run_training(run: RunConfig, run_dir: str | os.PathLike[str]) -> float | None:
     """Train as ``run`` says, writing everything into ``run_dir``; return the best monitored metric."""
-    import lightning as L
+    from ._heavy_imports import gc_paused
+
+    with gc_paused():  # a quarter less CPU for the imports (see _heavy_imports); the command line already did them
+        import lightning as L
 
     from ._logging import quiet_lightning
     from .trainer_factory import build_trainer

@@ -96,7 +96,8 @@ class BestEpoch(L.Callback):
             self.best = float(score)  # resumed from a checkpoint written before this callback existed
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.observe(trainer)
+        if not trainer.sanity_checking:
+            self.observe(trainer)
 
     # ------------------------------------------------------------ decisions
     def folder(self, trainer: L.Trainer) -> Path:
@@ -112,6 +113,8 @@ class BestEpoch(L.Callback):
         """Decide, once per validation, whether it is the best so far (``improved``) and whether the best epoch's
         files are due (``flush``). Under DDP rank 0 decides and every process receives its decision (a broadcast:
         every process must call this, in the same order as its other collectives)."""
+        if trainer.sanity_checking:  # a few batches before training: not a validation of the model being trained
+            return False
         key = (int(trainer.current_epoch), int(trainer.global_step))
         if key == self._key:
             return self.improved

@@ -113,7 +113,7 @@ class ConfusionMatrix(BestEpochArtifacts):
         self.out_dir = Path(out_dir)
         self.labels = [str(x) for x in (label_names or [])][:num_classes]
         self.labels += [str(i) for i in range(len(self.labels), num_classes)]
-        self.metric = MulticlassConfusionMatrix(num_classes)
+        self.metric = MulticlassConfusionMatrix(num_classes, validate_args=False)  # the loss already checked the targets
         self._matrix: torch.Tensor | None = None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
