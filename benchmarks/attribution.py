@@ -158,7 +158,7 @@ class _Timers:
 
         setattr(PluginModule, "training_step", training_step)  # noqa: B010 - setattr keeps mypy from judging the patch
         setattr(PluginModule, "log", self.wrap(log, "train/loss logging", only_in_step=True, count=False))  # noqa: B010
-        setattr(PluginModule, "_accumulate", self.wrap(PluginModule._accumulate, "train/loss logging", count=False))  # noqa: B010
+        setattr(PluginModule, "_accumulate", self.wrap(PluginModule._accumulate, "train/loss logging", only_in_step=True, count=False))  # noqa: B010
         setattr(PluginModule, "on_train_epoch_end", self.wrap(PluginModule.on_train_epoch_end, "train/loss logging", count=False))  # noqa: B010
         setattr(PluginModule, "transfer_batch_to_device", self.wrap(PluginModule.transfer_batch_to_device, "batch transfer to device"))  # noqa: B010
         setattr(ArrayDataset, "__getitems__", self.wrap(ArrayDataset.__getitems__, "batch gather (__getitems__)"))  # noqa: B010

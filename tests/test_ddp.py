@@ -42,6 +42,11 @@ def test_ddp_single_run_uses_one_folder_and_matches_single_process_accuracy(tmp_
     counts = [float(r.split(",")[col]) * 360 for r in rows[1:] if r.split(",")[col]]
     assert counts and all(abs(c - round(c)) < 1e-3 for c in counts)
     assert any(round(c) % 2 == 1 for c in counts)
+    # rank 0 wrote the validation files once, for the best epoch, with both ranks' samples
+    summary = json.loads((ddp / "summary.json").read_text())
+    assert summary["artifacts_epoch"] == summary["best_epoch"] is not None and "confusion_matrix.png" in summary["artifacts"]
+    samples = (ddp / "val_predictions.csv").read_text().splitlines()[1:]
+    assert len(samples) == 359 and all(line.endswith(f",{summary['best_epoch']}") for line in samples)
 
 
 @pytest.mark.slow
