@@ -173,9 +173,11 @@ class Probe(L.Callback):
 @pytest.mark.slow
 def test_the_readme_run_draws_nothing_until_it_ends_then_every_file_shows_the_best_epoch(tmp_path: Path,
                                                                                         site_env: tuple[Path, dict[str, str]]) -> None:
-    """The README's command, every default on, plus a probe callback: no figure is drawn and matplotlib's backend is
-    not imported while it validates (refresh_seconds is 60 s: the run is shorter), and at the end the confusion matrix,
-    the per-sample results, artifacts.json and summary.json all name the best epoch of metrics.csv."""
+    """The README's command, every default on, plus a probe callback: no figure is drawn and matplotlib's drawing
+    backend is not imported while it validates (refresh_seconds is 60 s: the run is shorter; matplotlib itself is
+    imported by torchmetrics when Lightning loads, upstream, but only drawing a figure imports its backend), and at
+    the end the confusion matrix, the per-sample results, artifacts.json and summary.json all name the best epoch
+    of metrics.csv."""
     from PIL import Image
 
     from lightplug.testing import make_dist
