@@ -100,9 +100,13 @@ def install_step_timer(site: Path) -> Path:
 
 def bench_env(site: Path | None, cache: Path, threads: int | None = None) -> dict[str, str]:
     """The environment of a benchmarked process: ``site`` first on PYTHONPATH, a private plugin cache,
-    a fixed terminal size and (optionally) the thread count for every library that reads one."""
+    a fixed terminal size, bytecode kept as an installation keeps it, and (optionally) the thread count for
+    every library that reads one (otherwise ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` are left as they are)."""
     env = {**os.environ, "LIGHTPLUG_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore", "COLUMNS": "120", "LINES": "40"}
     env.pop("LIGHTPLUG_DEBUG", None)
+    # as after `pip install`: modules are compiled once and their bytecode kept (a shell that sets
+    # PYTHONDONTWRITEBYTECODE makes every process compile lightplug's sources again, 0.1-0.2 s of start-up)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if site is not None:
         env["PYTHONPATH"] = str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")
     if threads:

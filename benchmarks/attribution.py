@@ -159,7 +159,7 @@ class _Timers:
 
         setattr(PluginModule, "training_step", training_step)  # noqa: B010 - setattr keeps mypy from judging the patch
         setattr(PluginModule, "log", self.wrap(log, "train/loss logging", only_in_step=True, count=False))  # noqa: B010
-        setattr(PluginModule, "_accumulate", self.wrap(PluginModule._accumulate, "train/loss logging", count=False))  # noqa: B010
+        setattr(PluginModule, "_accumulate", self.wrap(PluginModule._accumulate, "train/loss logging", only_in_step=True, count=False))  # noqa: B010
         setattr(PluginModule, "on_train_epoch_end", self.wrap(PluginModule.on_train_epoch_end, "train/loss logging", count=False))  # noqa: B010
         setattr(LightplugDataModule, "transfer_batch_to_device",  # noqa: B010
                 self.wrap(LightplugDataModule.transfer_batch_to_device, "batch transfer to device"))

@@ -1,9 +1,11 @@
 """Run every benchmark in ``benchmarks/`` and write ``benchmarks/RESULTS.md``.
 
-Sections, in order: framework overhead (``overhead.py``), the core's overhead fixes before/after
-(``attribution.py``), start-up (``startup.py``), data loading (``data_loading.py``), export speed
-(``export_speed.py``), GPU throughput (``gpu_throughput.py``) and detection (``detection.py``: YOLO's time to
-quality, FCOS in the same time, YOLO's step time against a raw loop). The file starts with the machine (CPU
+Sections, in order: framework overhead against a plain loop over the DataLoader, a tensor-indexing loop and
+bare Lightning (``overhead.py``), the core's overhead fixes before/after (``attribution.py``), start-up
+(``startup.py``), where an epoch goes (``epoch_breakdown.py``), the README's command (``readme_run.py``), the optimizer's implementation and torch.compile
+(``training_options.py``), data loading (``data_loading.py``), export speed (``export_speed.py``), GPU
+throughput (``gpu_throughput.py``) and detection (``detection.py``: YOLO's time to quality, FCOS in the same
+time, YOLO's step time against a raw loop). The file starts with the machine (CPU
 model, cores, memory, load average at the start and end and around each section), the versions, and a
 summary of the headline figures.
 
@@ -26,17 +28,20 @@ from typing import Any
 
 from _common import HERE, Section, load_average, machine_info, md_table, versions
 
-SECTIONS = ("overhead", "attribution", "startup", "data", "export", "gpu", "detection")
+SECTIONS = ("overhead", "breakdown", "attribution", "startup", "readme", "options", "data", "export", "gpu", "detection")
 
 
 def _runners(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Callable[[], Section]]:
     import attribution
     import data_loading
     import detection
+    import epoch_breakdown
     import export_speed
     import gpu_throughput
     import overhead
+    import readme_run
     import startup
+    import training_options
 
     def first_steps() -> dict[str, dict[str, float]] | None:
         data = state.get("overhead")
@@ -44,8 +49,11 @@ def _runners(args: argparse.Namespace, state: dict[str, Any]) -> dict[str, Calla
 
     return {
         "overhead": lambda: overhead.run_benchmark(args.quick, threads=args.threads),
+        "breakdown": lambda: epoch_breakdown.run_benchmark(args.quick, threads=args.threads),
         "attribution": lambda: attribution.run_benchmark(args.quick, threads=args.threads),
         "startup": lambda: startup.run_benchmark(args.quick, first_steps=first_steps()),
+        "readme": lambda: readme_run.run_benchmark(args.quick),
+        "options": lambda: training_options.run_benchmark(args.quick, threads=args.threads),
         "data": lambda: data_loading.run_benchmark(args.quick, threads=args.threads),
         "export": lambda: export_speed.run_benchmark(args.quick, threads=args.export_threads),
         "gpu": lambda: gpu_throughput.run_benchmark(args.quick),
@@ -91,16 +99,19 @@ def _summary(state: dict[str, Any]) -> str:
     lines = []
     ov = state.get("overhead")
     if ov:
-        from overhead import TARGET
+        from overhead import TARGETS, VAL_TARGET
+
+        def verdict(value: float, target: float | None) -> str:
+            return "" if target is None else f" (target <= {target}: {'met' if value <= target else '**not met**'})"
 
         for model, sides in ov["models"].items():
-            lp, bare = sides["lightplug"], sides["lightning"]
-            target = ""
-            if model == "simple_cnn":
-                target = f"; target <= {TARGET}: {'met' if lp['per_step_ratio'] <= TARGET else '**not met**'}"
-            lines.append(f"- `{model}`: per-step time of `lightplug train` x{lp['per_step_ratio']:.3f} of a raw PyTorch loop (CPU time "
-                         f"x{lp['per_step_cpu_ratio']:.3f}{target}); a bare `lightning.Trainer` alone x{bare['per_step_ratio']:.3f}; "
-                         f"lightplug over bare Lightning x{lp['per_step_ratio_vs_lightning']:.3f}.")
+            r = sides["lightplug"]["ratios"]
+            lines.append(f"- `{model}`, `lightplug train` with its defaults over a plain PyTorch loop over the same DataLoader: per step "
+                         f"x{r['per_step/dataloader']:.3f}{verdict(r['per_step/dataloader'], TARGETS.get((model, 'per_step')))} "
+                         f"(CPU x{r['per_step_cpu/dataloader']:.3f}; over the tensor loop x{r['per_step/raw']:.3f}, over bare Lightning "
+                         f"x{r['per_step/lightning']:.3f}); per epoch with validation x{r['per_epoch_full/dataloader']:.3f}"
+                         f"{verdict(r['per_epoch_full/dataloader'], TARGETS.get((model, 'per_epoch_full')))}; a validation run "
+                         f"x{r['val/lightning']:.3f} of bare Lightning's{verdict(r['val/lightning'], VAL_TARGET)}.")
     at = state.get("attribution")
     if at:
         from _common import median
@@ -118,9 +129,25 @@ def _summary(state: dict[str, Any]) -> str:
                      f"{'yes' if any(v['imports']['torch'] for v in c.values()) else 'no'}, lightning: "
                      f"{'yes' if any(v['imports']['lightning'] for v in c.values()) else 'no'}); a process that only imports torch and lightning "
                      f"has them after {tl:.2f} s.")
+        from startup import TARGET_BEYOND_S
+
         for model, v in (st.get("first_steps") or {}).items():
-            lines.append(f"- `lightplug train model={model}` to its first training step: {v['lightplug']:.2f} s ({v['lightplug'] - tl:+.2f} s "
-                         f"beyond the imports; bare Lightning {v['lightning']:.2f} s, raw loop {v['raw']:.2f} s).")
+            beyond = v["lightplug"] - tl
+            lines.append(f"- `lightplug train model={model}` to its first training step: {v['lightplug']:.2f} s ({beyond:+.2f} s beyond the "
+                         f"imports, target <= {TARGET_BEYOND_S}: {'met' if beyond <= TARGET_BEYOND_S else '**not met**'}; bare Lightning "
+                         f"{v['lightning']:.2f} s, raw loop {v['raw']:.2f} s).")
+    rd = state.get("readme")
+    if rd:
+        from readme_run import COMMAND, TARGET_S
+
+        lines.append(f"- The README's command `lightplug {' '.join(COMMAND)}`: median {rd['median_wall']:.2f} s wall of {len(rd['runs']) - 1} "
+                     f"runs after a cold one ({rd['median_cpu']:.2f} s CPU), target <= {TARGET_S:.0f} s: "
+                     f"{'met' if rd['median_wall'] <= TARGET_S else '**not met**'}.")
+    op = state.get("options")
+    if op:
+        parts = [f"`{m}` Adam fused x{v['adam']['for_loop'] / v['adam']['fused']:.2f} faster than for_loop" for m, v in op["optimizer_steps"].items()]
+        parts += [f"`{m}` compiled x{v['speedup']:.2f} per step after {v['compile_s']:.0f} s of compiling" for m, v in op["compile"].items()]
+        lines.append("- Training options (CPU, 1 thread): " + "; ".join(parts) + ".")
     ex = state.get("export")
     if ex:
         parts = []

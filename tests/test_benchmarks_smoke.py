@@ -14,7 +14,10 @@ RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
 SECTIONS = [
     "## Machine and versions",
     "## Summary",
-    "## Framework overhead: lightplug train vs a raw PyTorch loop",
+    "## Framework overhead: lightplug train vs a plain PyTorch loop",
+    "## The README's command",
+    "## Training options: optimizer implementation and torch.compile",
+    "## Where an epoch goes",
     "## Core overhead fixes: before and after",
     "## Start-up",
     "## Data loading: workers",

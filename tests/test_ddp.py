@@ -157,6 +157,11 @@ def test_the_documented_ddp_command_runs_with_every_default_on(tmp_path: Path) -
     a = json.loads((single / "summary.json").read_text())["best"]
     b = json.loads((ddp / "summary.json").read_text())["best"]
     assert b >= 0.93 and abs(a - b) < 0.05, (a, b)
+    # rank 0 wrote the validation files once, for the best epoch, with both ranks' samples
+    summary = json.loads((ddp / "summary.json").read_text())
+    assert summary["artifacts_epoch"] == summary["best_epoch"] is not None and "confusion_matrix.png" in summary["artifacts"]
+    samples = list(csv.DictReader((ddp / "val_predictions.csv").open()))
+    assert {int(r["epoch"]) for r in samples} == {summary["best_epoch"]}
 
 
 @pytest.mark.slow

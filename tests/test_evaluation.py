@@ -106,15 +106,21 @@ def test_confusion_matrix_files_and_per_class_accuracy_agree_with_val_acc(digits
 
     with (digits_run / "confusion_matrix.csv").open() as f:
         table = list(csv.reader(f))
-    assert table[0] == ["true \\ predicted", *[str(i) for i in range(10)]] and [r[0] for r in table[1:]] == [str(i) for i in range(10)]
-    matrix = np.array([[int(v) for v in r[1:]] for r in table[1:]])
+    assert table[0] == ["true \\ predicted", *[str(i) for i in range(10)], "epoch"] and [r[0] for r in table[1:]] == [str(i) for i in range(10)]
+    best = _best(digits_run, "val/acc")  # the matrix of the best epoch, as every file of the run
+    assert {r[-1] for r in table[1:]} == {best["epoch"]}
+    matrix = np.array([[int(v) for v in r[1:-1]] for r in table[1:]])
     assert matrix.sum() == 359  # the validation split of digits
-    last = _val_rows(digits_run, "val/acc")[-1]  # the matrix of the last epoch
-    assert np.trace(matrix) / matrix.sum() == pytest.approx(float(last["val/acc"]), abs=1e-6)
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(float(best["val/acc"]), abs=1e-6)
     for i in range(10):
-        assert float(last[f"val/acc_class/{i}"]) == pytest.approx(matrix[i, i] / matrix[i].sum(), abs=1e-6)
+        assert float(best[f"val/acc_class/{i}"]) == pytest.approx(matrix[i, i] / matrix[i].sum(), abs=1e-6)
     with Image.open(digits_run / "confusion_matrix.png") as img:
-        assert img.format == "PNG" and img.size[0] >= 400
+        assert img.format == "PNG" and img.size[0] >= 400 and img.text["epoch"] == best["epoch"]
+    # results.every_epoch=true: each epoch's matrix too, its counts those of that epoch
+    for row in _val_rows(digits_run, "val/acc"):
+        epoch_table = list(csv.reader((digits_run / "confusion_matrix" / f"epoch_{int(row['epoch']):03d}.csv").open()))
+        m = np.array([[int(v) for v in r[1:-1]] for r in epoch_table[1:]])
+        assert np.trace(m) / m.sum() == pytest.approx(float(row["val/acc"]), abs=1e-6) and epoch_table[1][-1] == row["epoch"]
 
 
 @pytest.mark.slow
@@ -134,6 +140,66 @@ def test_val_predictions_hold_the_best_epoch_sample_by_sample(digits_run: Path) 
 
     labels = load_digits().target
     assert all(int(r["target"]) == labels[int(r["id"])] for r in rows)
+
+
+PROBE = """
+import json, sys, time
+from pathlib import Path
+
+import lightning as L
+
+
+class Probe(L.Callback):
+    \"\"\"After each validation (and lightplug's own callbacks): what was drawn and written so far.\"\"\"
+
+    def __init__(self, path: str = "") -> None:
+        self.path, self.seen, self.start = path, [], None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.start = time.monotonic()
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            run = Path(trainer.default_root_dir)
+            self.seen.append({"epoch": trainer.current_epoch, "seconds": time.monotonic() - self.start,
+                              "agg": "matplotlib.backends.backend_agg" in sys.modules,
+                              "files": sorted(p.name for p in run.iterdir() if p.suffix in (".png", ".csv") and p.name != "metrics.csv")})
+
+    def teardown(self, trainer, pl_module, stage):
+        Path(self.path).write_text(json.dumps(self.seen))
+"""
+
+
+@pytest.mark.slow
+def test_the_readme_run_draws_nothing_until_it_ends_then_every_file_shows_the_best_epoch(tmp_path: Path,
+                                                                                        site_env: tuple[Path, dict[str, str]]) -> None:
+    """The README's command, every default on, plus a probe callback: no figure is drawn and matplotlib's drawing
+    backend is not imported while it validates (refresh_seconds is 60 s: the run is shorter; matplotlib itself is
+    imported by torchmetrics when Lightning loads, upstream, but only drawing a figure imports its backend), and at
+    the end the confusion matrix, the per-sample results, artifacts.json and summary.json all name the best epoch
+    of metrics.csv."""
+    from PIL import Image
+
+    from lightplug.testing import make_dist
+
+    site, env = site_env
+    make_dist(site, "lp-probe", entry_points={"lightplug.callbacks": {"probe": "lp_probe:Probe"}}, modules={"lp_probe.py": PROBE})
+    run, seen = tmp_path / "run", tmp_path / "seen.json"
+    r = run_cli("train", "model=mlp", "+preset=easy", "callbacks=[default,probe]", f"callbacks.probe.path={seen}", f"hydra.run.dir={run}",
+                cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    during = [v for v in json.loads(seen.read_text()) if v["seconds"] < 60]
+    assert len(during) >= 5 and all(not v["agg"] and v["files"] == [] for v in during), during
+    best = _best(run, "val/acc")
+    epoch = int(best["epoch"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_epoch"] == summary["artifacts_epoch"] == epoch and summary["optimizer_impl"] == "fused"
+    assert summary["artifacts"] == {"confusion_matrix.csv": epoch, "confusion_matrix.png": epoch, "val_predictions.csv": epoch}
+    assert json.loads((run / "artifacts.json").read_text())["files"] == summary["artifacts"]
+    assert {r["epoch"] for r in csv.DictReader((run / "val_predictions.csv").open())} == {best["epoch"]}
+    assert {r[-1] for r in list(csv.reader((run / "confusion_matrix.csv").open()))[1:]} == {best["epoch"]}
+    with Image.open(run / "confusion_matrix.png") as img:
+        assert img.text["epoch"] == best["epoch"]
 
 
 @pytest.mark.slow

@@ -69,6 +69,15 @@ def test_sigterm_stops_after_the_batch_with_exit_143_and_a_resumable_checkpoint(
     assert "Traceback" not in text
     after = read_checkpoint(last)  # loads; resuming from such a checkpoint is tested in test_resume.py
     assert int(after["global_step"]) > before  # written at the stop, not the epoch-end checkpoint from before
+    # the validation files were written at the stop, for the best epoch so far
+    import csv
+    import json
+
+    scores = [(float(r["val/acc"]), -int(r["epoch"])) for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/acc")]
+    best = -max(scores)[1]
+    shown = json.loads((run / "artifacts.json").read_text())
+    assert shown["best_epoch"] == best and shown["files"] == {"confusion_matrix.csv": best, "confusion_matrix.png": best, "val_predictions.csv": best}
+    assert {r["epoch"] for r in csv.DictReader((run / "val_predictions.csv").open())} == {str(best)}
 
 
 @pytest.mark.slow

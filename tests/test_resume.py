@@ -169,6 +169,16 @@ def test_sigkill_then_resume_last_matches_the_run_left_alone(reference: Run, tmp
     assert_same_state(a / "checkpoints" / "last.ckpt", last)
     assert epoch_metrics(b.run) == epoch_metrics(a), "metrics.csv differs (it must also keep the epochs before the kill)"
     assert sorted(epoch_metrics(b.run)) == list(range(5))
+    assert_same_results(a, b.run)
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """The validation files of both runs show the same best epoch, sample by sample (the kept epoch of a killed
+    run travels in its checkpoint until it is written)."""
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    assert sa["best_epoch"] == sb["best_epoch"] == sa["artifacts_epoch"] == sb["artifacts_epoch"] is not None
+    assert (a / "val_predictions.csv").read_text() == (b / "val_predictions.csv").read_text()
+    assert (a / "confusion_matrix.csv").read_text() == (b / "confusion_matrix.csv").read_text()
 
 
 @pytest.mark.slow
@@ -191,6 +201,7 @@ def test_sigint_mid_epoch_then_printed_command_matches_the_run_left_alone(refere
     a = _finished(reference)
     assert_same_state(a / "checkpoints" / "last.ckpt", last)
     assert epoch_metrics(c.run) == epoch_metrics(a)
+    assert_same_results(a, c.run)
 
 
 def test_resume_last_takes_this_folder_first_then_the_newest_under_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,12 +37,14 @@ __all__ = [
     "build_model",
     "load_model",
     "train",
+    "BestEpochArtifacts",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import build_model, list_models, load_model, train
+    from .evaluation.artifacts import BestEpochArtifacts
 
-_LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api"}
+_LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api", "BestEpochArtifacts": "evaluation.artifacts"}
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .metrics import detection_metric, metric_inputs, summarise_detection, task_metrics
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, optimizer_impl
 from .outputs import auxiliary_logits, split_outputs
 from .plugin import DetectionSettings
 from .tasks import default_loss
@@ -66,6 +66,8 @@ class PluginModule(L.LightningModule):
         self._label_smoothing = float(run_cfg.get("loss", {}).get("label_smoothing", 0.0))
         self._train_sums: dict[str, torch.Tensor] = {}  # this epoch's loss sums (weighted by batch size), on the device
         self._train_counts: dict[str, int] = {}
+        self._eval_sums: dict[str, torch.Tensor] = {}  # the same for the current validation or test run
+        self._eval_counts: dict[str, int] = {}
 
     def forward(self, x: Any) -> Any:
         return self.net(x)
@@ -112,15 +114,31 @@ class PluginModule(L.LightningModule):
             self._accumulate(f"train/loss_{name}", value, size)
         return loss
 
-    def _accumulate(self, name: str, value: torch.Tensor, size: int) -> None:
-        """Add a batch's loss, weighted by its size, to this epoch's sum: one in-place op on the device, no
-        host sync. ``self.log`` on every step cost 0.4-0.6 ms of CPU per step on 2 cores (benchmarks/RESULTS.md)."""
-        total = self._train_sums.get(name)
+    def _accumulate(self, name: str, value: torch.Tensor, size: int, train: bool = True) -> None:
+        """Add a batch's loss, weighted by its size, to this epoch's (or this validation's) sum: one in-place op
+        on the device, no host sync. ``self.log`` on every step cost 0.4-0.6 ms of CPU per step on 2 cores
+        (benchmarks/RESULTS.md)."""
+        sums, counts = (self._train_sums, self._train_counts) if train else (self._eval_sums, self._eval_counts)
+        total = sums.get(name)
         if total is None:
-            total = self._train_sums[name] = torch.zeros((), dtype=torch.promote_types(value.dtype, torch.float32), device=value.device)
-            self._train_counts[name] = 0
+            total = sums[name] = torch.zeros((), dtype=torch.promote_types(value.dtype, torch.float32), device=value.device)
+            counts[name] = 0
         total.add_(value.detach(), alpha=size)
-        self._train_counts[name] += size
+        counts[name] += size
+
+    def _log_eval_losses(self, stage: str) -> None:
+        """Log the validation (test) losses once, as the mean over samples synced across processes, as a
+        ``self.log(..., on_epoch=True)`` on every batch did."""
+        for name, total in self._eval_sums.items():
+            count = self._eval_counts[name]
+            self.log(name, total / count, prog_bar=name == f"{stage}/loss" and stage == "val", batch_size=count, sync_dist=True)
+        self._eval_sums, self._eval_counts = {}, {}
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_sums, self._eval_counts = {}, {}
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_sums, self._eval_counts = {}, {}
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_counts = {}, {}
@@ -142,9 +160,9 @@ class PluginModule(L.LightningModule):
         size = len(batch["input"])
         if not getattr(self.plugin, "takes_targets", False) and self._hook("loss"):
             loss, parts = sum_losses(self.plugin.loss(outputs, batch))
-            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size, sync_dist=True)
+            self._accumulate(f"{stage}/loss", loss, size, train=False)
             for name, value in parts.items():
-                self.log(f"{stage}/loss_{name}", value, on_epoch=True, batch_size=size, sync_dist=True)
+                self._accumulate(f"{stage}/loss_{name}", value, size, train=False)
         dets = self.plugin.postprocess(outputs, batch, self.detection)
         dets = [{k: dets[i][k].detach().to(self.device) for k in ("boxes", "scores", "labels")} for i in range(len(dets))]
         getattr(self, f"{stage}_metrics").update(dets, [{"boxes": t["boxes"], "labels": t["labels"]} for t in batch["target"]])
@@ -156,7 +174,7 @@ class PluginModule(L.LightningModule):
         preds, loss, _ = self.compute(batch)
         if self._hook("postprocess"):
             preds = self.plugin.postprocess(preds, batch)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(batch["input"]), sync_dist=True)
+        self._accumulate(f"{stage}/loss", loss, len(batch["input"]), train=False)  # logged once, at the end of the run
         metrics = getattr(self, f"{stage}_metrics", None)
         if metrics is not None:
             metrics.update(*metric_inputs(self.task, preds, batch["target"]))
@@ -175,6 +193,7 @@ class PluginModule(L.LightningModule):
         return self.plugin.postprocess(preds, batch) if self._hook("postprocess") else preds
 
     def _log_metrics(self, stage: str) -> None:
+        self._log_eval_losses(stage)
         metrics = getattr(self, f"{stage}_metrics", None)
         if metrics is None:
             return
@@ -198,7 +217,11 @@ class PluginModule(L.LightningModule):
         if self._hook("configure_optimizers"):
             return self.plugin.configure_optimizers(self.net, opt_cfg)
         params = self.plugin.param_groups(self.net, opt_cfg) if self._hook("param_groups") else self.net.parameters()
-        optimizer = build_optimizer(params, opt_cfg)
+        trainer_cfg = self.run_cfg.get("trainer") or {}
+        scaler_clipping = str(trainer_cfg.get("precision")) in ("16-mixed", "16") and bool(trainer_cfg.get("gradient_clip_val"))
+        optimizer = build_optimizer(params, opt_cfg, scaler_clipping)
+        #: The implementation the optimizer steps with (``optimizer.impl=auto`` resolved), for summary.json.
+        self.optimizer_impl = optimizer_impl(optimizer)
         max_epochs = int(self.run_cfg["trainer"].get("max_epochs", 1))
         total = int(self.trainer.estimated_stepping_batches) if self.run_cfg["scheduler"].get("name") == "onecycle" else 0
         scheduler = build_scheduler(optimizer, self.run_cfg["scheduler"], max_epochs, total, self.run_cfg["monitor"])
@@ -206,3 +229,13 @@ class PluginModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lightplug"] = self.meta
+
+    def compile_net(self, options: dict[str, Any]) -> None:
+        """``torch.compile`` the plugin's module in place (``nn.Module.compile``), with the ``compile`` section's
+        ``mode``, ``dynamic``, ``fullgraph`` and ``backend``. Parameters, ``state_dict`` keys (no ``_orig_mod.``)
+        and hooks stay those of the plain module, so checkpoints, resume and export are unchanged; export
+        rebuilds the plain module from the checkpoint."""
+        kwargs = {k: options[k] for k in ("mode", "dynamic", "fullgraph", "backend") if options.get(k) is not None}
+        if kwargs.get("mode") == "default":
+            kwargs.pop("mode")
+        self.net.compile(**kwargs)

@@ -66,11 +66,17 @@ def test_bad_csv_rows_are_named_by_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_prediction_grid_writes_an_image_each_validation(tmp_path: Path) -> None:
+def test_prediction_grid_draws_the_best_epoch_and_every_n_epochs_when_asked(tmp_path: Path) -> None:
+    from PIL import Image
+
     run = tmp_path / "run"
     out = lightplug("train", "model=simple_cnn", "callbacks=[default,prediction_grid]", "callbacks.prediction_grid.num_images=9",
-                    "trainer.max_epochs=2", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+                    "callbacks.prediction_grid.every_n_epochs=2", "trainer.max_epochs=3", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    pngs = sorted((run / "prediction_grid").glob("epoch_*.png"))
-    assert [p.name for p in pngs] == ["epoch_000.png", "epoch_001.png"]
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000 for p in pngs)
+    summary = json.loads((run / "summary.json").read_text())
+    pngs = sorted(p.name for p in (run / "prediction_grid").glob("*.png"))
+    assert pngs == ["best.png", "epoch_000.png", "epoch_002.png"]
+    with Image.open(run / "prediction_grid" / "best.png") as img:  # the best epoch, as every other file of the run
+        assert img.text["epoch"] == str(summary["best_epoch"]) and img.size[0] > 200
+    assert summary["artifacts"]["prediction_grid/best.png"] == summary["best_epoch"] == summary["artifacts_epoch"]
+    assert all((run / "prediction_grid" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

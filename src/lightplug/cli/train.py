@@ -20,6 +20,7 @@ from ..errors import ConfigError, LightplugError
 from ..registry import Registry, get_registry
 from ..schema import Schema
 from ._args import one_line_errors
+from .hydra_job import composable_single_run
 from .show_config import flag_value, print_config, print_info
 
 __all__ = ["main", "register_configs", "run_hydra", "data_for_models"]
@@ -42,10 +43,11 @@ def _choices(args: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def register_configs(registry: Registry, chosen: dict[str, list[str]], everything: bool = False) -> dict[str, Schema]:
+def register_configs(registry: Registry, chosen: dict[str, list[str]], everything: bool = False, only_chosen: bool = False) -> dict[str, Schema]:
     """Put plugin schemas into Hydra's ConfigStore: the chosen plugins (loading them if need be), and every
-    other plugin whose schema is cached (or all of them with ``everything``). A broken plugin that was not
-    chosen is left out silently; a chosen one raises :class:`PluginError`.
+    other plugin whose schema is cached (or all of them with ``everything``; none with ``only_chosen``, for a
+    single run whose command line names every group it uses). A broken plugin that was not chosen is left out
+    silently; a chosen one raises :class:`PluginError`.
 
     Returns:
         group -> schema of the plugin chosen for it, when exactly one was chosen.
@@ -61,7 +63,7 @@ def register_configs(registry: Registry, chosen: dict[str, list[str]], everythin
             register(kind, name, schema)
             if len(wanted) == 1:
                 picked[group] = schema
-        for ref in registry.refs(kind):
+        for ref in [] if only_chosen else registry.refs(kind):
             if ref.name in wanted or ref.problem:
                 continue
             entry = registry.cached(ref)
@@ -174,15 +176,19 @@ def _check_sweeper_storage(args: list[str]) -> None:
                           hint="pip install 'lightplug[optuna]' installs versions that work together")
 
 
-def _check_before_run(args: list[str], registry: Registry) -> str:
+def _check_before_run(args: list[str], registry: Registry, task: Any = None) -> str:
     """Compose and check the job as the run will, before Hydra creates the run folder: a config or data
-    error then leaves no file behind (an existing run folder keeps its ``.hydra`` record).
+    error then leaves no file behind (an existing run folder keeps its ``.hydra`` record). With ``task``, run
+    it as the Hydra job on that same composed config (:mod:`.hydra_job`), in the run folder it holds.
 
     Returns:
         The run folder (``hydra.run.dir``, resolved now: the run is pinned to it, see :func:`_pin_run_dir`).
     """
+    import copy
+
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
@@ -190,14 +196,26 @@ def _check_before_run(args: list[str], registry: Registry) -> str:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
             run_dir = str(cfg.hydra.run.dir)
-            run = finalize(cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
+            with open_dict(cfg):  # `${now:...}` resolved once: the folder checked is the folder the job runs in
+                cfg.hydra.run.dir = run_dir
+            run = finalize(copy.deepcopy(cfg) if task is not None else cfg, plain_choices(cfg.hydra.runtime.choices), overrides)
+            if run.cfg.get("resume") or run.cfg.get("init_from"):
+                from ..training import check_checkpoint_settings
+
+                check_checkpoint_settings(run)  # reads them with torch, but before Lightning loads or anything is written
+            if task is not None:
+                from .._heavy_imports import import_training_stack
+                from .._run_folder import claim_run_folder
+                from .hydra_job import run_composed
+
+                with claim_run_folder(run_dir):  # one run per folder, refused before Hydra writes into it
+                    import_training_stack(freeze=True)  # this process trains: the collector skips what the imports made
+                    run_composed(cfg, task)
+    except _UserError as exc:
+        raise exc.error from exc.error.__cause__
     except (HydraException, OmegaConfBaseException) as exc:
         options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
         raise from_hydra(exc, options) from exc
-    if run.cfg.get("resume") or run.cfg.get("init_from"):
-        from ..training import check_checkpoint_settings
-
-        check_checkpoint_settings(run)  # reads them with torch, but before Lightning loads or anything is written
     return run_dir
 
 
@@ -266,7 +284,8 @@ def main(args: list[str]) -> int:
         last = max(i for i, a in enumerate(args) if "=" in a and not a.startswith("-"))  # beside the other overrides
         args = [*args[: last + 1], *implied, *args[last + 1 :]]
         chosen = _choices(args)
-    picked = register_configs(registry, chosen, everything=everything)
+    direct = composable_single_run(args) and not everything and os.environ.get("LOCAL_RANK", "0") == "0"
+    picked = register_configs(registry, chosen, everything=everything, only_chosen=direct)
     owners = {g: chosen[g][0] for g in ("model", "data") if len(chosen.get(g, [])) == 1}
     owners.setdefault("data", "digits")
     preflight(args, registry, picked, owners)
@@ -282,11 +301,19 @@ def main(args: list[str]) -> int:
     single_run = not ({"-m", "--multirun", "--cfg", "-c"} & set(args)) and not _asks_hydra_only(args)
     folder: Any = contextlib.nullcontext()
     if single_run and os.environ.get("LOCAL_RANK", "0") == "0":
+        if direct:  # composed once, run as Hydra's job without hydra.main's two compositions
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            _check_before_run(args, registry, task=_task(original_argv))
+            return 0
         run_dir = _check_before_run(args, registry)
         args = _pin_run_dir(args, run_dir)
         from .._run_folder import claim_run_folder
 
         folder = claim_run_folder(run_dir)  # one run per folder, refused before Hydra writes into it
+    if not _asks_hydra_only(args) and "--cfg" not in args and "-c" not in args:
+        from .._heavy_imports import import_training_stack
+
+        import_training_stack(freeze=True)  # this process trains: the collector skips what the imports made
 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

@@ -53,6 +53,8 @@ class OptimizerRules:
     betas: Annotated[list[float], Param(ge=0, lt=1, min_items=2, max_items=2, help="Adam betas")] = field(default_factory=lambda: [0.9, 0.999])
     eps: Annotated[float, Param(gt=0, help="numerical stability term")] = 1e-8
     alpha: Annotated[float, Param(gt=0, lt=1, help="smoothing constant (rmsprop)")] = 0.99
+    impl: Annotated[str, Param(choices=("auto", "fused", "foreach", "for_loop"),
+                               help="torch implementation: auto = fused where torch has it for the optimizer and device, else foreach")] = "auto"
 
 
 @dataclass
@@ -91,6 +93,24 @@ class ExportRules:
 
 
 @dataclass
+class ResultsRules:
+    every_epoch: Annotated[bool, Param(help="also write the validation files of every epoch (val_predictions/epoch_NNN.csv, ...)")] = False
+    box_score: Annotated[float, Param(ge=0, le=1, help="detection: boxes scoring less are not counted or drawn in results")] = 0.25
+    refresh_seconds: Annotated[Optional[float], Param(ge=0, help="during a run, rewrite the best epoch's figures and tables at most this often "
+                                                               "(null: only when the run ends)")] = 60.0
+
+
+@dataclass
+class CompileRules:
+    enabled: Annotated[bool, Param(help="run torch.compile on the model (checkpoints and exports keep the plain module)")] = False
+    mode: Annotated[str, Param(choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                               help="torch.compile mode")] = "default"
+    dynamic: Annotated[Optional[bool], Param(help="dynamic shapes (null: torch decides)")] = None
+    fullgraph: Annotated[bool, Param(help="fail instead of splitting the graph at unsupported code")] = False
+    backend: Annotated[str, Param(help="torch.compile backend")] = "inductor"
+
+
+@dataclass
 class RunRules:
     """Top-level keys of the run (checked without a prefix)."""
 
@@ -112,7 +132,8 @@ def run_schema() -> Schema:
 def core_schemas() -> dict[str, Schema]:
     """Schemas of the core groups, by top-level key."""
     rules: dict[str, type] = {"trainer": TrainerRules, "optimizer": OptimizerRules, "scheduler": SchedulerRules,
-                              "loss": LossRules, "detection": DetectionRules, "export": ExportRules}
+                              "loss": LossRules, "detection": DetectionRules, "export": ExportRules, "results": ResultsRules,
+                              "compile": CompileRules}
     return {key: schema_from_dataclass(cls, f"the {key} config", group=key) for key, cls in rules.items()}
 
 

@@ -1,5 +1,6 @@
-"""The evaluation callbacks a run gets from its config: the confusion matrix (classification) and the
-per-sample results (classification, regression, segmentation)."""
+"""The evaluation callbacks a run gets from its config: the best-epoch schedule (:mod:`.artifacts`), the confusion
+matrix (classification), the per-sample results (classification, regression, segmentation) and the detection
+results."""
 
 from __future__ import annotations
 
@@ -25,17 +26,33 @@ def _box_score(cfg: dict[str, Any]) -> float:
     return float(value)
 
 
+def _refresh_seconds(cfg: dict[str, Any]) -> float | None:
+    from .artifacts import DEFAULT_REFRESH_SECONDS
+
+    results = cfg.get("results") or {}
+    value = results.get("refresh_seconds", DEFAULT_REFRESH_SECONDS)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"results.refresh_seconds={value}: expected a number of seconds >= 0, or null (write the best epoch's files "
+                          "only when the run ends)")
+    return float(value)
+
+
 def evaluation_callbacks(cfg: dict[str, Any], out: Path, task: str | None) -> list[Any]:
-    """Callbacks that write ``confusion_matrix.*`` and ``val_predictions.csv`` into the run folder ``out``.
+    """The :class:`~.artifacts.BestEpoch` schedule and the callbacks that write ``confusion_matrix.*``,
+    ``val_predictions.csv`` and the detection files into the run folder ``out``.
 
     Args:
-        cfg: the resolved run config (``facts``, ``monitor``, ``monitor_mode``, ``results.every_epoch``).
+        cfg: the resolved run config (``facts``, ``monitor``, ``monitor_mode``, ``results.every_epoch``,
+            ``results.refresh_seconds``).
         out: the run folder.
-        task: the model's task; ``None`` adds nothing.
+        task: the model's task; ``None`` adds the schedule only (for callback plugins that draw).
     """
+    from .artifacts import BestEpoch
     from .per_sample import PER_SAMPLE_TASKS
 
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [BestEpoch(cfg.get("monitor"), cfg.get("monitor_mode") or "max", _refresh_seconds(cfg), _every_epoch(cfg), out)]
     facts = cfg.get("facts") or {}
     if task == "classification" and facts.get("num_classes"):
         from .confusion import ConfusionMatrix

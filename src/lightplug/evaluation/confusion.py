@@ -1,7 +1,7 @@
-"""The confusion matrix of classification runs: accumulated over each validation epoch (synced across
-processes by torchmetrics), written as ``confusion_matrix.csv`` and ``confusion_matrix.png`` in the run
-folder, per-class accuracy logged as ``val/acc_class/<label>``, and the image sent to the loggers that
-take images (TensorBoard, W&B)."""
+"""The confusion matrix of classification runs: accumulated on the device over each validation epoch (synced
+across processes by torchmetrics), per-class accuracy logged as ``val/acc_class/<label>`` every epoch, and the
+best epoch's matrix written as ``confusion_matrix.csv`` and ``confusion_matrix.png`` in the run folder (when,
+see :mod:`.artifacts`) and sent to the loggers that take images (TensorBoard, W&B)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import lightning as L
 import torch
 
 from ..metric_names import metric_key
+from .artifacts import BestEpochArtifacts, png_metadata
 
 __all__ = ["ConfusionMatrix", "per_class_accuracy", "write_confusion_csv", "confusion_figure", "send_figure", "metric_key"]
 
@@ -28,14 +29,16 @@ def per_class_accuracy(matrix: torch.Tensor) -> torch.Tensor:
     return torch.where(support > 0, m.diagonal() / support.clamp(min=1), torch.full_like(support, float("nan")))
 
 
-def write_confusion_csv(path: Path, matrix: torch.Tensor, labels: list[str]) -> None:
-    """Rows: true class; columns: predicted class; cells: counts. The first row and column hold the labels."""
+def write_confusion_csv(path: Path, matrix: torch.Tensor, labels: list[str], epoch: int | None = None) -> None:
+    """Rows: true class; columns: predicted class; cells: counts. The first row and column hold the labels; with
+    ``epoch`` a last column ``epoch`` says which validation the counts come from."""
     tmp = path.with_name(f".{path.name}.tmp")
+    tail = ["epoch"] if epoch is not None else []
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *labels])
+        writer.writerow(["true \\ predicted", *labels, *tail])
         for label, row in zip(labels, matrix.tolist()):
-            writer.writerow([label, *[int(v) for v in row]])
+            writer.writerow([label, *[int(v) for v in row], *([epoch] if epoch is not None else [])])
     os.replace(tmp, path)
 
 
@@ -88,8 +91,9 @@ def send_figure(loggers: list[Any], tag: str, fig: Any, image_path: Path, step: 
     return sent
 
 
-class ConfusionMatrix(L.Callback):
-    """Confusion matrix and per-class accuracy of each validation epoch of a classification run.
+class ConfusionMatrix(BestEpochArtifacts):
+    """Confusion matrix and per-class accuracy of each validation epoch of a classification run; the files show
+    the best epoch (see :mod:`.artifacts`).
 
     Args:
         out_dir: the run folder (``confusion_matrix.csv`` and ``.png`` are written there by rank 0).
@@ -100,14 +104,17 @@ class ConfusionMatrix(L.Callback):
     def __init__(self, out_dir: str | Path, num_classes: int, label_names: list[str] | None = None) -> None:
         from torchmetrics.classification import MulticlassConfusionMatrix
 
+        super().__init__()
         self.out_dir = Path(out_dir)
         self.labels = [str(x) for x in (label_names or [])][:num_classes]
         self.labels += [str(i) for i in range(len(self.labels), num_classes)]
-        self.metric = MulticlassConfusionMatrix(num_classes)
+        self.metric = MulticlassConfusionMatrix(num_classes, validate_args=False)  # the loss already checked the targets
+        self._matrix: torch.Tensor | None = None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.metric = self.metric.to(pl_module.device)
         self.metric.reset()
+        self._matrix = None
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
@@ -118,16 +125,27 @@ class ConfusionMatrix(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self.metric.update_called:
             return
-        matrix = self.metric.compute().cpu()  # summed over every process
+        matrix = self.metric.compute()  # summed over every process
         self.metric.reset()
+        self._matrix = matrix
         for label, acc in zip(self.labels, per_class_accuracy(matrix).tolist()):
             if acc == acc:  # a class absent from the validation data has no accuracy
                 pl_module.log(f"val/acc_class/{metric_key(label)}", float(acc), sync_dist=True)
-        if not trainer.is_global_zero:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_confusion_csv(self.out_dir / "confusion_matrix.csv", matrix, self.labels)
-        fig = confusion_figure(matrix, self.labels, f"confusion matrix, epoch {trainer.current_epoch} ({int(matrix.sum())} samples)")
-        png = self.out_dir / "confusion_matrix.png"
-        fig.savefig(png)
-        send_figure(list(trainer.loggers), "val/confusion_matrix", fig, png, trainer.global_step)
+
+    def collect(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor | None:
+        return self._matrix.detach().cpu().clone() if self._matrix is not None else None
+
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule, data: torch.Tensor, epoch: int, per_epoch: bool) -> dict[str, int]:
+        folder = self.out_dir / "confusion_matrix" if per_epoch else self.out_dir
+        stem = f"epoch_{epoch:03d}" if per_epoch else "confusion_matrix"
+        folder.mkdir(parents=True, exist_ok=True)
+        csv_path, png = folder / f"{stem}.csv", folder / f"{stem}.png"
+        write_confusion_csv(csv_path, data, self.labels, epoch)
+        title = f"confusion matrix, epoch {epoch} ({int(data.sum())} samples)"
+        fig = confusion_figure(data, self.labels, title)
+        tmp = png.with_name(f".{png.name}.tmp.png")
+        fig.savefig(tmp, metadata=png_metadata(epoch, title))
+        os.replace(tmp, png)
+        if not per_epoch:
+            send_figure(list(trainer.loggers), "val/confusion_matrix", fig, png, trainer.global_step)
+        return {str(csv_path): epoch, str(png): epoch}

@@ -1,11 +1,15 @@
-"""What a detection run writes at each validation, next to its metrics:
+"""What a detection run writes about its validations, next to its metrics (the best epoch's files when the run
+ends and at most every ``results.refresh_seconds`` during it, see :mod:`.artifacts`):
 
 - ``val_predictions.csv`` (best epoch): one row per image: ``id``, ``index``, ``true_boxes``, ``pred_boxes``
   (boxes scoring at least ``results.box_score``, default 0.25), ``matched`` (true boxes those found at IoU 0.5 with
   the right label), ``ap50`` (the image's AP at IoU 0.5, see :func:`~lightplug.evaluation.boxes.image_ap50`), ``epoch``;
 - ``per_class_ap.csv`` (every validation, appended): ``epoch``, ``class``, ``ap`` (COCO AP at IoU 0.50:0.95),
   ``ap50``; empty where the validation split has no box of that class;
-- ``pr_curve.png`` (best epoch): the precision-recall curve of each class at IoU 0.5.
+- ``pr_curve.png`` (best epoch): the precision-recall curve of each class at IoU 0.5, its epoch in the title and in
+  the PNG text chunk ``epoch``.
+
+With ``results.every_epoch=true`` also ``val_predictions/epoch_NNN.csv`` and ``pr_curve/epoch_NNN.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from .artifacts import png_metadata
 from .boxes import REPORT_SCORE, image_ap50, matched_boxes
 from .predictions import PerSampleResults, sample_id_lookup
 
@@ -46,7 +51,7 @@ def detection_rows(merged: dict[str, torch.Tensor], ids: dict[int, str], epoch: 
     return rows
 
 
-def pr_curve_figure(summary: dict[str, Any], label_names: list[str], path: Path, title: str) -> None:
+def pr_curve_figure(summary: dict[str, Any], label_names: list[str], path: Path, title: str, epoch: int | None = None) -> None:
     """Save the precision-recall curve of each class at IoU 0.5 (legend: class and its AP50)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -64,7 +69,7 @@ def pr_curve_figure(summary: dict[str, Any], label_names: list[str], path: Path,
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, metadata=png_metadata(epoch, title) if epoch is not None else None)
     os.replace(tmp, path)
 
 
@@ -96,19 +101,33 @@ class DetectionResults(PerSampleResults):
             self._parts.append({"index": batch["index"].detach().cpu(), "true_boxes": torch.tensor(n_true), "pred_boxes": torch.tensor(n_pred),
                                 "matched": torch.tensor(matched), "ap50": torch.tensor(ap50, dtype=torch.float32)})
 
-    def _rows(self, merged: dict[str, torch.Tensor], trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, Any]]:
-        return detection_rows(merged, sample_id_lookup(getattr(trainer, "datamodule", None)), trainer.current_epoch)
+    def collect(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any] | None:
+        merged = super().collect(trainer, pl_module)
+        summary = getattr(pl_module, "detection_summary", None)
+        if merged is None:
+            return None
+        return {"images": merged, "summary": dict(summary) if summary else None}
+
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule, data: dict[str, Any], epoch: int, per_epoch: bool) -> dict[str, int]:
+        written = super().render(trainer, pl_module, data["images"], epoch, per_epoch)
+        if data.get("summary"):
+            names = list((getattr(pl_module, "meta", {}) or {}).get("label_names") or [])
+            path = self.out_dir / "pr_curve" / f"epoch_{epoch:03d}.png" if per_epoch else self.out_dir / PR_CURVE_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pr_curve_figure(data["summary"], names, path, f"precision-recall at IoU 0.5, epoch {epoch}", epoch)
+            written[str(path)] = epoch
+        return written
+
+    def _rows(self, merged: dict[str, torch.Tensor], trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> list[dict[str, Any]]:
+        return detection_rows(merged, sample_id_lookup(getattr(trainer, "datamodule", None)), epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        before = self.best
         super().on_validation_end(trainer, pl_module)
         summary = getattr(pl_module, "detection_summary", None)
         if trainer.sanity_checking or not trainer.is_global_zero or not summary:
             return
         names = list((getattr(pl_module, "meta", {}) or {}).get("label_names") or [])
-        self._append_per_class(summary, names, trainer.current_epoch)
-        if self.best != before or before is None:
-            pr_curve_figure(summary, names, self.out_dir / PR_CURVE_FILE, f"precision-recall at IoU 0.5, epoch {trainer.current_epoch}")
+        self._append_per_class(summary, names, trainer.current_epoch)  # a few rows: cheap, every validation
 
     def _append_per_class(self, summary: dict[str, Any], names: list[str], epoch: int) -> None:
         path = self.out_dir / PER_CLASS_FILE

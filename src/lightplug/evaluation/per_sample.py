@@ -75,7 +75,8 @@ def _segmentation(preds: torch.Tensor, target: torch.Tensor) -> dict[str, torch.
 
 
 def batch_results(task: str, preds: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """Per-sample tensors (on the CPU) of one validation batch, or ``None`` when ``preds`` cannot be split.
+    """Per-sample tensors of one validation batch (detached, on the batch's device: no copy or sync per batch),
+    or ``None`` when ``preds`` cannot be split.
 
     Args:
         task: the model's task.
@@ -101,4 +102,4 @@ def batch_results(task: str, preds: Any, batch: dict[str, Any]) -> dict[str, tor
                 return None
             out = _segmentation(preds, target)
         out["index"] = batch["index"]
-        return {k: v.detach().cpu() for k, v in out.items()}
+        return {k: v.detach() for k, v in out.items()}

@@ -1,5 +1,6 @@
-"""Per-sample validation results: ``<run_dir>/val_predictions.csv`` for the best epoch so far, and one file
-per epoch in ``<run_dir>/val_predictions/`` with ``results.every_epoch=true``.
+"""Per-sample validation results: ``<run_dir>/val_predictions.csv`` for the best epoch (written when the run ends
+and at most every ``results.refresh_seconds`` during it, see :mod:`.artifacts`), and one file per epoch in
+``<run_dir>/val_predictions/`` with ``results.every_epoch=true``.
 
 Columns: ``id`` (the sample's id in the data: a file path or a row number), ``index`` (its position in
 the validation split), ``target``, ``prediction``, ``confidence`` (classification and segmentation: the
@@ -11,7 +12,6 @@ regression values are in the data's units (de-standardised when the data standar
 from __future__ import annotations
 
 import csv
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from .artifacts import BestEpochArtifacts
 from .per_sample import batch_results
 from .results import PREDICTIONS_FILE
 
@@ -98,26 +99,23 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-class PerSampleResults(L.Callback):
-    """Collects per-sample validation results and writes them for the best epoch (and every epoch if asked).
+class PerSampleResults(BestEpochArtifacts):
+    """Collects per-sample validation results; writes them for the best epoch (and every epoch if asked).
+
+    Each validation batch adds its per-sample tensors (a few numbers per sample); when the validation is the
+    best so far they are concatenated (and gathered from every process under DDP) and kept until written.
 
     Args:
         out_dir: the run folder.
         task: the model's task.
-        monitor, mode: the monitored metric and ``min``/``max``; the epoch that improves it is the best.
-        every_epoch: also write ``val_predictions/epoch_NNN.csv`` for every epoch.
+        monitor, mode: kept for callers of the old signature; the run's :class:`~.artifacts.BestEpoch` decides.
+        every_epoch: kept likewise (``results.every_epoch`` is read from the run's :class:`~.artifacts.BestEpoch`).
     """
 
-    def __init__(self, out_dir: str | Path, task: str, monitor: str, mode: str = "max", every_epoch: bool = False) -> None:
-        self.out_dir, self.task, self.monitor, self.mode, self.every_epoch = Path(out_dir), task, monitor, mode, every_epoch
-        self.best: float | None = None
+    def __init__(self, out_dir: str | Path, task: str, monitor: str | None = None, mode: str = "max", every_epoch: bool = False) -> None:
+        super().__init__()
+        self.out_dir, self.task = Path(out_dir), task
         self._parts: list[dict[str, torch.Tensor]] = []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best")
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._parts = []
@@ -130,42 +128,30 @@ class PerSampleResults(L.Callback):
         if parts is not None:
             self._parts.append(parts)
 
-    def _improved(self, trainer: L.Trainer) -> bool:
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return True  # nothing to compare: the latest epoch is the one to show
-        current = float(value)
-        if math.isnan(current):
-            return False
-        if self.best is None or (current > self.best if self.mode == "max" else current < self.best):
-            self.best = current
-            return True
-        return False
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        gathered = self._gather(trainer)
-        improved = self._improved(trainer)
+    def collect(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, torch.Tensor] | None:
+        gathered = self._gather(trainer)  # every process takes part
+        self._parts = []
         if not trainer.is_global_zero or not gathered:
-            return
-        merged = {k: torch.cat([p[k] for p in gathered]) for k in gathered[0]}
-        rows = self._rows(merged, trainer, pl_module)
-        if improved:
-            write_rows(self.out_dir / PREDICTIONS_FILE, rows)
-        if self.every_epoch:
-            write_rows(self.out_dir / "val_predictions" / f"epoch_{trainer.current_epoch:03d}.csv", rows)
+            return None
+        return {k: torch.cat([p[k] for p in gathered]) for k in gathered[0]}
 
-    def _rows(self, merged: dict[str, torch.Tensor], trainer: L.Trainer, pl_module: L.LightningModule) -> list[dict[str, Any]]:
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule, data: dict[str, torch.Tensor], epoch: int, per_epoch: bool) -> dict[str, int]:
+        rows = self._rows(data, trainer, pl_module, epoch)
+        path = self.out_dir / "val_predictions" / f"epoch_{epoch:03d}.csv" if per_epoch else self.out_dir / PREDICTIONS_FILE
+        write_rows(path, rows)
+        return {str(path): epoch}
+
+    def _rows(self, merged: dict[str, torch.Tensor], trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> list[dict[str, Any]]:
         """CSV rows from the whole validation's per-sample tensors."""
         meta = getattr(pl_module, "meta", {}) or {}
         return result_rows(self.task, merged, sample_id_lookup(getattr(trainer, "datamodule", None)), list(meta.get("label_names") or []),
-                           dict(meta.get("preprocessing") or {}), trainer.current_epoch)
+                           dict(meta.get("preprocessing") or {}), epoch)
 
     def _gather(self, trainer: L.Trainer) -> list[dict[str, torch.Tensor]]:
-        """Every rank's batches (all ranks take part; under one process, this rank's)."""
+        """Every rank's batches on the CPU (all ranks take part; under one process, this rank's)."""
+        parts = [{k: v.cpu() for k, v in p.items()} for p in self._parts]
         if trainer.world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
-            return self._parts
+            return parts
         everyone: list[Any] = [None] * trainer.world_size
-        torch.distributed.all_gather_object(everyone, self._parts)
+        torch.distributed.all_gather_object(everyone, parts)
         return [p for parts in everyone for p in (parts or [])]

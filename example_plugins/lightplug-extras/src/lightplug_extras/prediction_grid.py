@@ -1,5 +1,6 @@
-"""``callbacks=[default,prediction_grid]``: a grid of validation images with their true and predicted
-labels, saved as a PNG each validation and sent to the loggers that take images."""
+"""``callbacks=[default,prediction_grid]``: a grid of validation images with their true and predicted labels,
+for the best epoch (``<run>/prediction_grid/best.png``, written when lightplug writes the run's other validation
+files), and optionally every N validations; sent to the loggers that take images."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ __all__ = ["PredictionGrid", "PredictionGridConfig"]
 @dataclass
 class PredictionGridConfig:
     num_images: Annotated[int, Param(ge=1, le=64, help="images in the grid (from the first validation batch)")] = 16
-    every_n_epochs: Annotated[int, Param(ge=1, help="draw every N validations")] = 1
+    every_n_epochs: Annotated[int, Param(ge=0, help="also draw every N validations as epoch_NNN.png (0: only the best epoch's grid)")] = 0
     folder: Annotated[str, Param(help="sub-folder of the run folder for the PNGs")] = "prediction_grid"
 
 
 class PredictionGrid(CallbackPlugin):
-    """Draws sample predictions of the first validation batch as an image grid each validation."""
+    """Draws sample predictions of the first validation batch of the best epoch as an image grid."""
 
     Config = PredictionGridConfig
 
