@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from conftest import LIGHTPLUG, run_cli
 
@@ -158,7 +159,12 @@ def test_a_second_train_in_the_same_folder_is_refused_and_a_sigkilled_runs_lock_
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=60)
     assert (run / ".lightplug.lock").is_file()  # left behind by the killed run: stale
-    resumed = run_cli("train", "model=mlp", "trainer.max_epochs=1", "resume=last", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    # the killed run may have finished several epochs: fewer than that is refused in one line, and leaves the lock
+    # to the next command; more goes on training
+    done = int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["epoch"]) + 1
+    refused = run_cli("train", "model=mlp", f"trainer.max_epochs={done - 1}", "resume=last", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and f"has finished {done} epochs" in refused.stderr, refused.stderr[-3000:]
+    resumed = run_cli("train", "model=mlp", f"trainer.max_epochs={done + 1}", "resume=last", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (run / ".lightplug.lock").exists()
 

@@ -207,12 +207,26 @@ def _check_resume(module: Any, path: str, run: RunConfig, out: Path) -> list[dic
     label = f"resume={path}"
     ckpt = _read(path, label, mmap=True)  # shapes and metadata only: Lightning's fit reads the file for real
     _check_fits(module, ckpt, run, label, resuming=True)
+    _check_epochs_left(ckpt, run, label)
     file = out / "metrics.csv"
     if not file.is_file():
         return []
     step = int(ckpt.get("global_step", 0))
     with file.open(newline="") as f:
         return [row for row in csv.DictReader(f) if (row.get("step") or "").isdigit() and int(row["step"]) < step]
+
+
+def _check_epochs_left(ckpt: dict[str, Any], run: RunConfig, label: str) -> None:
+    """Refuse, in one line, a resume whose ``trainer.max_epochs`` is below the epochs the checkpoint has already
+    finished (Lightning raises a MisconfigurationException from inside ``fit``). Equal is fine: nothing is left to do."""
+    max_epochs = (run.cfg.get("trainer") or {}).get("max_epochs")
+    try:
+        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    except (KeyError, TypeError, ValueError):
+        done = int(ckpt.get("epoch", -1)) + 1
+    if isinstance(max_epochs, int) and max_epochs >= 0 and done > max_epochs:
+        raise CheckpointError(f"{label} has finished {done} epochs, more than trainer.max_epochs={max_epochs}",
+                              hint=f"give trainer.max_epochs={done} or more to go on training")
 
 
 def _keep_history(trainer: Any, rows: list[dict[str, str]]) -> None:
