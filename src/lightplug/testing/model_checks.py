@@ -152,7 +152,7 @@ def _build_preset(st: ModelState, preset: str) -> str:
     left = "".join(f"; {note}" for note in dropped)
     if values == st.values:
         given = " ".join(f"{k}={st.overrides[k]}" for k in st.loaded.schema.presets[preset] if k in st.overrides)
-        return f"the same config as build (given: {given or 'nothing'}){left}"
+        return f"the same config as build ({'; '.join(([f'given: {given}'] if given else []) + dropped)})"
     _, net = _make(st.loaded, values)
     changed = " ".join(f"{k}={v}" for k, v in kept.items())
     base = f" (defaults: {_size(st.net)})" if st.net is not None else ""
