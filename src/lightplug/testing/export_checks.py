@@ -109,22 +109,25 @@ def _frames(exc: BaseException) -> list[Any]:
 
 def origin(exc: BaseException, st: ModelState, export: bool = False) -> str:
     """Where a failure of the model's code comes from, e.g. ``; raised in timm 1.0.31 (timm/layers/pos_embed.py:46):
-    a limit of the model's code, not of lightplug``. The model's package is the one of its class (``timm`` for a
-    timm model, the plugin's own package for a model it defines); the failure is its when the innermost frame of
-    that package raised it or, for export, when torch's exporter refused what it does."""
+    a limit of the model's code, not of lightplug``. The model's code is the package (or single-file module) of its
+    class: ``timm`` for a timm model, the plugin's own for a model it defines. The failure is the model's when a
+    frame of that code raised it or, for export, when torch's exporter raised on what that code does (a mismatch
+    found by the verification says so itself)."""
     import sys
     from importlib import metadata
     from pathlib import Path
 
     package = type(st.net).__module__.split(".")[0] if st.net is not None else ""
-    root = Path(getattr(sys.modules.get(package), "__file__", "") or ".").parent.parent
+    file = Path(getattr(sys.modules.get(package), "__file__", "") or ".")
+    home, root = (file.parent, file.parent.parent) if file.name == "__init__.py" else (file, file.parent)
     try:
         dist = metadata.packages_distributions().get(package, [package])[0]
         owner = f"{dist} {metadata.version(dist)}"
     except (metadata.PackageNotFoundError, IndexError):
         owner = package
-    own = [f for f in _frames(exc) if package and Path(f.filename).is_relative_to(root / package)]
-    if not package or package == "lightplug" or not (own or export):
+    own = [f for f in _frames(exc) if package and Path(f.filename).is_relative_to(home)]
+    raised_by_torch = export and exc.__cause__ is not None
+    if not package or package == "lightplug" or not (own or raised_by_torch):
         return ""
     where = f"raised in {owner} ({Path(own[-1].filename).relative_to(root)}:{own[-1].lineno})" if own else \
         f"torch's exporter refused what {owner}'s {type(st.net).__name__} does"
