@@ -117,6 +117,7 @@ def fit_to_model(cfg: Any, registry: Registry, model_ref: PluginRef, schema: Sch
     values = _model_values(cfg, schema, facts) if facts is not None else None
     if loaded is None or values is None:
         return
+    changed: list[tuple[str, Any, Any]] = []
     if loaded.cls.overrides("data_needs"):  # type: ignore[attr-defined]
         plugin = loaded.instantiate(values)
         given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
@@ -124,18 +125,20 @@ def fit_to_model(cfg: Any, registry: Registry, model_ref: PluginRef, schema: Sch
         for key, value in (plugin.data_needs(plugin.cfg) or {}).items():
             if key not in data.schema.names() or f"data.{key}" in given or cfg.data[key] != data_defaults[key] or cfg.data[key] == value:
                 continue  # the data cannot change it, or the user chose it: the plugin's check says what does not fit
-            notes.append(f"data.{key}={value} instead of the data's default {cfg.data[key]}: what model {model_ref.name}{_settings(schema, values)} needs")
+            changed.append((key, cfg.data[key], value))
             cfg.data[key] = value
-        facts = _data_facts(cfg, data)
+        facts = _data_facts(cfg, data) if changed else facts
         values = _model_values(cfg, schema, facts) if facts is not None else None
-    if values is None or not preset or not preset_keys or not loaded.cls.overrides("check"):  # type: ignore[attr-defined]
-        return
+    if values is not None and preset and preset_keys and loaded.cls.overrides("check"):  # type: ignore[attr-defined]
 
-    def check(vals: dict[str, Any]) -> list[str]:
-        plugin = loaded.instantiate(vals)
-        return [str(p) for p in plugin.check(plugin.cfg) or []]
+        def check(vals: dict[str, Any]) -> list[str]:
+            plugin = loaded.instantiate(vals)
+            return [str(p) for p in plugin.check(plugin.cfg) or []]
 
-    fitted, dropped = drop_refused_preset_values(check, values, preset, preset_keys, schema.defaults())
-    for key in (k for k in preset_keys if fitted.get(k) != values.get(k)):
-        cfg.model[key] = fitted[key]
-    notes += dropped
+        fitted, dropped = drop_refused_preset_values(check, values, preset, preset_keys, schema.defaults())
+        for key in (k for k in preset_keys if fitted.get(k) != values.get(k)):
+            cfg.model[key] = fitted[key]
+        notes += dropped
+        values = fitted
+    for key, old, value in changed:
+        notes.append(f"data.{key}={value} instead of the data's default {old}: what model {model_ref.name}{_settings(schema, values or {})} needs")
