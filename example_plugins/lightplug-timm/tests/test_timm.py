@@ -132,7 +132,7 @@ def test_data_that_cannot_be_resized_and_an_argument_the_architecture_lacks_are_
     result = run_cli("train", "model=timm", "model.arch=densenet121", "model.drop_path_rate=0.1", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model.drop_path_rate=0.1: densenet121 takes no drop_path_rate (did you mean drop_rate or growth_rate?)" in result.stderr
-    assert "model.image_size=8: densenet121 does not run on 8x8 images; the smallest size from 8 up that it takes is 32x32" in result.stderr
+    assert "model.image_size=8: densenet121 does not run on 8x8 images; it runs on 32x32 (timm's own size: 224x224)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -157,5 +157,5 @@ def test_check_plugin_refuses_values_the_user_got_wrong_with_one_line(tmp_path: 
     result = run_cli("check-plugin", "timm", "model.arch=convnext_atto", "image_size=8", "drop_path=0.1", cwd=tmp_path)
     assert result.returncode == 2
     assert "model.drop_path: unknown key (did you mean model.drop_path_rate?)" in result.stderr
-    assert "model.image_size=8: convnext_atto does not run on 8x8 images; the smallest size from 8 up that it takes is 32x32" in result.stderr
+    assert "model.image_size=8: convnext_atto does not run on 8x8 images; it runs on 32x32 (timm's own size: 224x224)" in result.stderr
     assert "PASS" not in result.stdout and "Traceback" not in result.stderr

@@ -62,9 +62,8 @@ def _size_line(cfg: TimmConfig) -> str | None:
     if channels != cfg.in_channels:
         return (f"model.in_channels={cfg.in_channels}: {cfg.arch} does not run on {cfg.in_channels}-channel images; it takes {channels} "
                 f"channels ({size}x{size} images): use data of that kind (data.in_channels={channels}, where the data has that setting)")
-    return (f"model.image_size={cfg.image_size}: {cfg.arch} does not run on {cfg.image_size}x{cfg.image_size} images; the smallest size from "
-            f"{cfg.image_size} up that it takes is {size}x{size} (timm's own: {native}x{native}): use data of that size "
-            f"(data.image_size={size}, where the data has that setting)")
+    return (f"model.image_size={cfg.image_size}: {cfg.arch} does not run on {cfg.image_size}x{cfg.image_size} images; it runs on "
+            f"{size}x{size} (timm's own size: {native}x{native}): use data of that size (data.image_size={size}, where the data has that setting)")
 
 
 class TimmModel(ModelPlugin):
@@ -96,8 +95,8 @@ class TimmModel(ModelPlugin):
         return problems + ([size] if size else [])
 
     def data_needs(self, cfg: TimmConfig) -> dict[str, Any]:
-        """``{"image_size": N}`` when the architecture does not run on the data's size: N is the smallest size from the
-        data's up that it takes (e.g. 32 for ``convnext_atto`` on 8x8 images, 256 for ``halonet26t``); also
+        """``{"image_size": N}`` when the architecture does not run on the data's size: N is the next size up that it runs
+        on (see :func:`~lightplug_timm.arch.fit_size`: 32 for ``convnext_atto`` on 8x8 images, 256 for ``halonet26t``); also
         ``{"in_channels": 3}`` for an architecture that takes RGB images only (``csatv2``)."""
         if not cfg.image_size or unknown_arch(cfg.arch) or size_problem(cfg.arch, cfg.in_channels, cfg.image_size) is None:
             return {}
