@@ -178,6 +178,13 @@ class ModelPlugin(_Plugin):
         """
         return []
 
+    def data_needs(self, cfg: Any) -> dict[str, Any]:
+        """Data settings this config needs, e.g. ``{"image_size": 224}`` for an architecture that does not run on the
+        data's image size (``cfg`` has the data facts bound). The core sets each on the data when the data has that
+        setting and the user did not set it (resizing the images), notes it, and binds the facts again; whatever
+        still does not fit is for :meth:`check` to refuse. Default: nothing."""
+        return {}
+
     # ---- optional hooks; the core calls them only when a subclass overrides them ----
     def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss of a batch from the model's outputs; default: the task's loss (cross-entropy, MSE, ...).

@@ -339,7 +339,8 @@ class Registry:
         entry: dict[str, Any] = {"status": status, "cause": cause}
         if loaded is not None:
             entry.update(task=loaded.task, description=loaded.description, schema=loaded.schema.to_dict(),
-                         has_check=bool(getattr(loaded.cls, "overrides", lambda _: False)("check")), traits=plugin_traits(loaded.cls))
+                         has_check=bool(getattr(loaded.cls, "overrides", lambda _: False)("check")), traits=plugin_traits(loaded.cls),
+                         has_data_needs=bool(getattr(loaded.cls, "overrides", lambda _: False)("data_needs")))
         self.cache.put(ref.cache_key, entry)
 
     def cached(self, ref: PluginRef) -> dict[str, Any] | None:

@@ -106,3 +106,56 @@ def test_unusable_weight_files_raise_a_checkpoint_error(tmp_path: Path) -> None:
     save_file(lightplug.build_model("timm", arch="resnet10t").state_dict(), str(other))
     with pytest.raises(lightplug.CheckpointError, match=r"resnet10t.safetensors does not fit model.arch=resnet18"):
         lightplug.build_model("timm", arch="resnet18", pretrained_file=str(other))
+
+
+@pytest.mark.slow
+def test_train_resizes_the_data_to_a_size_the_architecture_takes_and_fits_the_preset_to_it(tmp_path: Path) -> None:
+    """densenet121 does not run on synthetic's default 16x16 images and takes no drop_path_rate: the run uses 32x32
+    images (stated in the config), leaves the advanced preset's drop_path_rate out, says both, and trains."""
+    result = run_cli("train", "model=timm", "model.arch=densenet121", "+preset=advanced", "data=synthetic", "data.num_samples=32",
+                     "data.batch_size=8", "trainer.max_epochs=1", "callbacks.checkpoint.save_last=false", f"hydra.run.dir={tmp_path}/run", *QUIET,
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "data.image_size=32 instead of the data's default 16: what model timm (arch=densenet121) needs" in out
+    assert "+preset=advanced: model.drop_path_rate=0.05 left out (densenet121 takes no drop_path_rate" in out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["image_size"] == config["model"]["image_size"] == 32
+    assert config["model"]["drop_path_rate"] == 0.0 and config["optimizer"]["name"] == "adamw"  # the preset's training part stays
+    net = lightplug.load_model(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert type(net).__name__ == "DenseNet" and net.classifier.out_features == 4
+
+
+def test_data_that_cannot_be_resized_and_an_argument_the_architecture_lacks_are_refused_before_training(tmp_path: Path) -> None:
+    """digits' 8x8 images have no size setting: the one line names the size densenet121 takes; a drop_path_rate given
+    on the command line is refused with the close matches among densenet121's own arguments."""
+    result = run_cli("train", "model=timm", "model.arch=densenet121", "model.drop_path_rate=0.1", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model.drop_path_rate=0.1: densenet121 takes no drop_path_rate (did you mean drop_rate or growth_rate?)" in result.stderr
+    assert "model.image_size=8: densenet121 does not run on 8x8 images; it runs on 32x32 (timm's own size: 224x224)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_plugin_knows_each_architectures_arguments_and_sizes_from_timm() -> None:
+    from lightplug_timm.arch import arch_info, argument_problem, fit_size
+
+    assert "drop_path_rate" not in arch_info("ghostnet_100").takes and "drop_path_rate" in arch_info("resnet18").takes
+    assert arch_info("vit_tiny_patch16_224").native == 224 and "img_size" in arch_info("vit_tiny_patch16_224").takes
+    assert argument_problem("efficientvit_m0", "drop_path_rate", 0.1) == \
+        "model.drop_path_rate=0.1: efficientvit_m0 takes no drop_path_rate (did you mean drop_rate?)"
+    # img_size is passed: a ViT runs on 16x16 images; convolutions without padding need the full reduction;
+    # halo attention needs its blocks whole; a fixed-size LeViT runs on 16x16 once built for it
+    assert [fit_size(a, 1, 8) for a in ("resnet18", "vit_tiny_patch16_224", "convnext_atto", "halonet26t", "levit_128s")] == [8, 16, 32, 256, 16]
+    net = lightplug.build_model("timm", arch="vit_tiny_patch16_224", in_channels=1, num_classes=3, image_size=16)
+    assert net.patch_embed.img_size == (16, 16)
+    assert lightplug.build_model("timm", arch="vit_tiny_patch16_224").patch_embed.img_size == (224, 224)  # 0: timm's own
+
+
+def test_check_plugin_refuses_values_the_user_got_wrong_with_one_line(tmp_path: Path) -> None:
+    """A misspelt key and a size the architecture does not take are the user's mistakes, said as `train` says them."""
+    result = run_cli("check-plugin", "timm", "model.arch=convnext_atto", "image_size=8", "drop_path=0.1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "model.drop_path: unknown key (did you mean model.drop_path_rate?)" in result.stderr
+    assert "model.image_size=8: convnext_atto does not run on 8x8 images; it runs on 32x32 (timm's own size: 224x224)" in result.stderr
+    assert "PASS" not in result.stdout and "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ from ..metric_names import monitor_problem, plugin_traits
 from ..registry import Registry, get_registry
 from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
+from .plugin_fit import fit_to_model
 from .preflight import checkpoint_problems, unknown_top_keys
 from .values import coerce, data_problems
 
@@ -71,22 +72,23 @@ def plain_choices(choices: Any) -> dict[str, Any]:
     return _plain(container) if isinstance(container, dict) else {}
 
 
-def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: list[str], notes: list[str]) -> None:
+def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: list[str], notes: list[str]) -> list[str]:
     """Apply the model's own part of ``preset`` to fields that neither the command line nor an
-    experiment set (precedence: schema default < preset < experiment < command line)."""
+    experiment set (precedence: schema default < preset < experiment < command line); return the fields it set."""
     if not preset:
-        return
+        return []
     values = schema.presets.get(preset)
     if values is None:
         if schema.presets:
             notes.append(f"the model has no preset {preset!r} (it has {', '.join(schema.presets)}); only the training part applies")
-        return
+        return []
     from omegaconf import OmegaConf
 
     given = _override_keys(overrides)
     defaults = schema.defaults()
     raw = OmegaConf.to_container(model_cfg, resolve=False)
     assert isinstance(raw, dict)
+    applied = []
     for key, value in values.items():
         if f"model.{key}" in given:
             continue
@@ -94,6 +96,8 @@ def apply_preset(model_cfg: Any, schema: Schema, preset: str | None, overrides: 
         is_default = current == defaults.get(key) or (isinstance(current, str) and current.startswith("${"))
         if is_default:
             model_cfg[key] = value
+            applied.append(key)
+    return applied
 
 
 def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: Registry | None = None) -> RunConfig:
@@ -120,7 +124,8 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
     data_plugin = registry.get("data", data_name)
     notes: list[str] = []
     preset = choices.get("preset")
-    apply_preset(cfg.model, model_schema, preset, overrides, notes)
+    applied = apply_preset(cfg.model, model_schema, preset, overrides, notes)
+    fit_to_model(cfg, registry, model_ref, model_schema, data_plugin, preset, applied, overrides, notes)  # data_needs; refused preset values
 
     data_values = _plain(OmegaConf.to_container(cfg.data, resolve=True))
     problems = check_values(data_plugin.schema, data_values, prefix="data", owner=data_name)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from ..config.plugin_fit import refused_keys
 from ..errors import ConfigError, LightplugError, PluginError
 from ..registry import KINDS, LoadedPlugin, Registry, get_registry
 from ..schema import Schema, check_values
 from .report import FAIL, PASS, SKIP, CheckReport, CheckResult
 
-__all__ = ["check_plugin", "check_names", "Skip", "Fail", "describe_exception", "config_values", "run_check"]
+__all__ = ["check_plugin", "check_names", "Skip", "Fail", "describe_exception", "config_values", "preset_values", "given_value_problems", "run_check"]
 
 _MISSING = "???"
 
@@ -67,6 +68,50 @@ def config_values(schema: Schema, overrides: Mapping[str, Any], preset: str | No
     return coerce(schema, values)
 
 
+def preset_values(loaded: LoadedPlugin, overrides: Mapping[str, Any], preset: str) -> tuple[dict[str, Any], list[str]]:
+    """The values of ``preset`` as ``lightplug train`` uses them: the preset's values that ``overrides`` leave, minus those
+    the plugin's ``check`` refuses for this config (left at their defaults, see :mod:`lightplug.config.plugin_fit`).
+
+    Returns:
+        The values, and one note per preset value left out.
+    """
+    from ..config.plugin_fit import drop_refused_preset_values
+
+    schema, cls = loaded.schema, loaded.cls
+    values = config_values(schema, overrides, preset)
+    keys = [k for k in schema.presets.get(preset, {}) if k not in overrides]
+    if loaded.ref.kind != "model" or not keys or not getattr(cls, "overrides", lambda _: False)("check"):
+        return values, []
+
+    def check(vals: dict[str, Any]) -> list[str]:
+        plugin = loaded.instantiate(vals)
+        return [str(p) for p in plugin.check(plugin.cfg) or []]
+
+    return drop_refused_preset_values(check, values, preset, keys, schema.defaults())
+
+
+def given_value_problems(loaded: LoadedPlugin, overrides: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the values the user gave to check with, as ``lightplug train`` would refuse them: unknown keys
+    (with close matches), values that break their field's rule, and what the plugin's ``check`` refuses once they are
+    given (a problem of the defaults alone is the plugin's: the schema check reports it)."""
+    schema, kind = loaded.schema, loaded.ref.kind
+    problems = check_values(schema, dict(overrides), prefix=kind, owner=loaded.ref.name, partial=True)
+    bad = refused_keys(problems, kind)
+    good = {k: v for k, v in overrides.items() if k in schema.names() and k not in bad}
+    if kind != "model" or not good or not getattr(loaded.cls, "overrides", lambda _: False)("check"):
+        return problems
+    values = config_values(schema, good)
+    if missing_values(values):
+        return problems
+
+    def check(vals: dict[str, Any]) -> list[str]:
+        plugin = loaded.instantiate(vals)
+        return [str(p) for p in plugin.check(plugin.cfg) or []]
+
+    own = set(check(config_values(schema, {}))) if not missing_values(config_values(schema, {})) else set()
+    return problems + [p for p in check(values) if p not in own]  # what the defaults alone pass is the user's to fix
+
+
 def missing_values(values: Mapping[str, Any]) -> list[str]:
     """Fields that still have no value (no default and not given)."""
     return [k for k, v in values.items() if v == _MISSING]
@@ -84,6 +129,7 @@ def schema_check(loaded: LoadedPlugin, overrides: Mapping[str, Any]) -> str:
     problems = check_values(schema, values, prefix=kind, owner=name)
     for preset in schema.presets:
         problems += check_values(schema, config_values(schema, overrides, preset), prefix=f"{kind}[preset={preset}]", owner=name)
+    dropped: list[str] = []
     text = json.dumps(schema.json_schema(title=name, description=loaded.description))
     if Schema.from_dict(json.loads(json.dumps(schema.to_dict()))).to_dict() != schema.to_dict():
         problems.append("the schema does not survive a JSON round trip (defaults must be plain numbers, strings, bools or lists)")
@@ -91,7 +137,9 @@ def schema_check(loaded: LoadedPlugin, overrides: Mapping[str, Any]) -> str:
     if not problems and kind == "model" and cls.overrides("check"):
         choices: list[str | None] = [None, *schema.presets]
         for choice in choices:
-            plugin = loaded.instantiate(config_values(schema, overrides, choice))
+            values, notes = (config_values(schema, overrides), []) if choice is None else preset_values(loaded, overrides, choice)
+            dropped += notes
+            plugin = loaded.instantiate(values)
             where = "" if choice is None else f" (preset {choice})"
             problems += [f"{p}{where}" for p in plugin.check(plugin.cfg)]
     if problems:
@@ -105,6 +153,8 @@ def schema_check(loaded: LoadedPlugin, overrides: Mapping[str, Any]) -> str:
     reason = ", ".join(parts) + f"; defaults{' and presets' if schema.presets else ''} keep every rule; JSON Schema of {len(text)} bytes"
     if no_help and cls.Config is not None:
         reason += f"; no help text: {', '.join(no_help)}"
+    if dropped:
+        reason += f"; for these values {'; '.join(dropped)}"
     return reason
 
 
@@ -141,7 +191,7 @@ def check_names(name: str, kind: str = "model", registry: Registry | None = None
 
 
 def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None,
-                 on_result: Callable[[CheckReport, CheckResult], None] | None = None) -> CheckReport:
+                 on_result: Callable[[CheckReport, CheckResult], None] | None = None, checks: Collection[str] | None = None) -> CheckReport:
     """Check a plugin against the contract and report every check (nothing is raised for a bad plugin).
 
     Models: schema, build with the defaults and each preset, forward shape for the task, backward and one
@@ -154,12 +204,15 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
         overrides: field values to check with instead of the defaults (e.g. ``{"root": "images/"}``).
         registry: where to look the plugin up (default: the process-wide registry).
         on_result: called after each check, e.g. to print it as it finishes.
+        checks: (models) run only the checks named here, the others are reported as skipped (``"not selected"``);
+            name what they need too (``forward`` needs ``build``, ``onnx`` needs ``forward``).
 
     Returns:
         The report; ``report.ok`` is True when no check failed, ``report.raise_for_failures()`` fails a test.
 
     Raises:
-        ConfigError: ``overrides`` break the plugin's schema (``hidden="abc"``); nothing is checked then.
+        ConfigError: ``overrides`` holds an unknown key, a value that breaks its rule, or one the plugin's ``check``
+            refuses (the user's values are wrong, not the plugin), one line each, as ``lightplug train`` says it.
 
     Example:
         >>> from lightplug.testing import check_plugin
@@ -182,6 +235,11 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
         ref = loaded.ref
         report.source = f"{ref.dist or ref.source} {ref.version or ''}".strip() + f", {ref.target}"
         report.planned = ["load", *_planned(loaded)]
+    prefix = f"{'callbacks' if kind == 'callback' else kind}."
+    values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
+    problems = given_value_problems(loaded, values) if loaded is not None else []
+    if problems:  # the user's values, not the plugin, are wrong: refused as `lightplug train` refuses them
+        raise ConfigError(f"invalid values for {kind} {name!r}", problems=problems)
     if on_result is not None:
         on_result(report, result)
     if loaded is None:
@@ -189,7 +247,7 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
     if kind == "model":
         from .model_checks import run_model_checks
 
-        run_model_checks(report, loaded, values, on_result)
+        run_model_checks(report, loaded, values, on_result, checks)
     elif kind == "data":
         from .other_checks import run_data_checks
 

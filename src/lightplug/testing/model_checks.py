@@ -6,15 +6,13 @@ Each check is a function that returns the reason it passed, or raises :class:`~.
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..registry import LoadedPlugin
-from .check import Fail, Skip, config_values, missing_values, run_check, schema_check
+from .check import Fail, Skip, config_values, describe_exception, missing_values, preset_values, run_check, schema_check
 from .report import CheckReport, CheckResult
 from .task_rules import detection_rule, shape_rule, targets
 
@@ -22,7 +20,6 @@ __all__ = ["BATCH", "ModelState", "planned_model_checks", "run_model_checks", "e
 
 #: Batch size of the example input (above 1, so batch norm can train on it).
 BATCH = 4
-_ATOL, _RTOL = 1e-4, 1e-3  # export tolerances, as `lightplug export` uses by default
 
 
 @dataclass
@@ -47,15 +44,25 @@ def planned_model_checks(loaded: LoadedPlugin) -> list[str]:
 
 
 def run_model_checks(report: CheckReport, loaded: LoadedPlugin, overrides: Mapping[str, Any],
-                     on_result: Callable[[CheckReport, CheckResult], None] | None = None) -> None:
-    """Run every model check in order, appending one result per check to ``report``."""
+                     on_result: Callable[[CheckReport, CheckResult], None] | None = None, checks: Collection[str] | None = None) -> None:
+    """Run every model check in order (or only those named in ``checks``), appending one result per check to ``report``."""
+    from .export_checks import onnx_check, torchscript_check
+
     st = ModelState(loaded, dict(overrides))
-    run_check(report, "schema", lambda: schema_check(loaded, overrides), on_result)
-    run_check(report, "build", lambda: _build(st), on_result)
+
+    def run(name: str, fn: Callable[[], str]) -> None:
+        run_check(report, name, fn if checks is None or name in checks else _not_selected, on_result)
+
+    run("schema", lambda: schema_check(loaded, overrides))
+    run("build", lambda: _build(st))
     for preset in loaded.schema.presets:
-        run_check(report, f"build:{preset}", lambda p=preset: _build_preset(st, p), on_result)  # type: ignore[misc]
-    for name, fn in (("forward", _forward), ("backward", _backward), ("state_dict", _state_dict), ("torchscript", _torchscript), ("onnx", _onnx)):
-        run_check(report, name, lambda f=fn: f(st), on_result)  # type: ignore[misc]
+        run(f"build:{preset}", lambda p=preset: _build_preset(st, p))  # type: ignore[misc]
+    for name, fn in (("forward", _forward), ("backward", _backward), ("state_dict", _state_dict), ("torchscript", torchscript_check), ("onnx", onnx_check)):
+        run(name, lambda f=_attributed(fn): f(st))  # type: ignore[misc]
+
+
+def _not_selected() -> str:
+    raise Skip("not selected")
 
 
 # ---------------------------------------------------------------- helpers
@@ -176,11 +183,18 @@ def _build(st: ModelState) -> str:
 
 
 def _build_preset(st: ModelState, preset: str) -> str:
-    values = config_values(st.loaded.schema, st.overrides, preset)
+    """Build with the preset as ``lightplug train +preset=NAME`` would: the given values win, and a preset value the
+    plugin's check refuses for them is left out; a preset that changes nothing is not built twice."""
+    values, dropped = preset_values(st.loaded, st.overrides, preset)
+    kept = {k: v for k, v in st.loaded.schema.presets[preset].items() if k not in st.overrides and values.get(k) == v}
+    left = "".join(f"; {note}" for note in dropped)
+    if values == st.values:
+        given = " ".join(f"{k}={st.overrides[k]}" for k in st.loaded.schema.presets[preset] if k in st.overrides)
+        return f"the same config as build ({'; '.join(([f'given: {given}'] if given else []) + dropped)})"
     _, net = _make(st.loaded, values)
-    changed = " ".join(f"{k}={v}" for k, v in st.loaded.schema.presets[preset].items())
+    changed = " ".join(f"{k}={v}" for k, v in kept.items())
     base = f" (defaults: {_size(st.net)})" if st.net is not None else ""
-    return f"{changed} -> {type(net).__name__}, {_size(net)}{base}"
+    return f"{changed} -> {type(net).__name__}, {_size(net)}{base}{left}"
 
 
 def _forward(st: ModelState) -> str:
@@ -307,94 +321,16 @@ def _state_dict(st: ModelState) -> str:
     return f"{len(state)} tensors saved, loaded with weights_only=True into a fresh build; outputs identical"
 
 
-def _exported(st: ModelState) -> Any:
-    """The module export traces: the plugin's ``export_module(net)``; a detector without one is not exported."""
-    if type(st.plugin).overrides("export_module"):
-        from ..export import ExportError
+def _attributed(check: Callable[[ModelState], str]) -> Callable[[ModelState], str]:
+    """``check``, with an exception from the model's code reported as the model's (see :func:`.export_checks.origin`)."""
+    from .export_checks import origin
 
+    def run(st: ModelState) -> str:
         try:
-            return st.plugin.export_module(st.net).eval()
-        except ExportError as exc:  # a model lightplug cannot export, by design (e.g. a two-stage detector): the reason
-            raise Skip(str(exc)) from None
-    if (st.loaded.task or "") == "detection":
-        raise Skip("no export_module hook: a detector exports its raw head outputs through export_module(net)")
-    return st.net
+            return check(st)
+        except (Fail, Skip):
+            raise
+        except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
+            raise Fail(f"raised {describe_exception(exc)}{origin(exc, st)}") from exc
 
-
-def _torchscript(st: ModelState) -> str:
-    """What ``lightplug export format=torchscript`` does: trace, check the trace on other batch sizes, save with
-    the metadata, reload; so a plugin that passes here exports there."""
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from ..export import DYNAMIC_BATCHES, ExportError, exporters
-    from ..export.verify import random_inputs
-
-    _needs(st, "preds")
-    if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
-        raise Skip("this torch has no torch.jit")
-    x = st.example
-    net = exporters.prepare(_exported(st), x)
-    others = [t for _, t in random_inputs(x, DYNAMIC_BATCHES, per_batch=1)]
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation and tracer warnings, for this block only
-        path = Path(folder) / "model.pt"
-        try:
-            exporters.write_torchscript(net, x, path, others, {})
-        except ExportError as exc:
-            raise Fail(str(exc).removeprefix("torchscript: ")) from None
-        reloaded = torch.jit.load(str(path))
-        with torch.no_grad():
-            diff = max(_max_diff(predictions(net(t)), predictions(reloaded(t))) for t in (x, *others))
-    if not diff <= _ATOL:
-        raise Fail(f"the saved TorchScript module's outputs differ from eager by {diff:.3g} (atol {_ATOL:g})")
-    batches = " and ".join(str(len(t)) for t in (x, *others))
-    return f"torch.jit.trace, checked at batch {batches}, saved and reloaded; outputs match eager (max difference {diff:.2g})"
-
-
-def _onnx(st: ModelState) -> str:
-    import numpy as np
-    import torch
-
-    _needs(st, "preds")
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise Skip(f"{' and '.join(missing)} not installed (pip install 'lightplug[export]')")
-    import onnx
-    import onnxruntime as ort
-
-    net, x = _exported(st), st.example
-    with torch.no_grad():
-        outs = _tensors(net(x))
-    names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
-    axes = {"input": {0: "batch"}, **{n: {0: "batch"} for n, t in zip(names, outs, strict=True) if t.ndim}}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter announces its own deprecation
-        try:
-            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17, input_names=["input"], output_names=names,  # type: ignore[arg-type]
-                              dynamic_axes=axes)
-        except Exception as exc:  # noqa: BLE001
-            raise Fail(f"torch.onnx.export(dynamo=False, opset 17) failed: {_first_line(exc)}") from None
-    onnx.checker.check_model(onnx.load_from_string(buf.getvalue()))
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    checked = []
-    for inp in (x, torch.cat([x, x[:1]])):
-        with torch.no_grad():
-            want = _tensors(predictions(net(inp)))[0].float().numpy()
-        try:
-            got = session.run(None, {session.get_inputs()[0].name: inp.numpy()})[0]
-        except Exception as exc:  # noqa: BLE001
-            raise Fail(f"onnxruntime failed at batch {len(inp)}: {_first_line(exc)}") from None
-        if got.shape != want.shape or not np.allclose(got, want, atol=_ATOL, rtol=_RTOL):
-            diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
-            raise Fail(f"onnxruntime output at batch {len(inp)} differs from eager (max difference {diff:.3g}, atol {_ATOL:g}, rtol {_RTOL:g})")
-        checked.append(str(len(inp)))
-    return f"opset 17, onnx checker passed; onnxruntime matches eager at batch {' and '.join(checked)} (atol {_ATOL:g}, rtol {_RTOL:g})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return run
