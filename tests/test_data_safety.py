@@ -135,6 +135,15 @@ def test_a_multirun_job_folder_holding_only_hydras_record_is_removed(tmp_path: P
     assert not job.exists() and (job.parent / "multirun.yaml").is_file()
 
 
+def _epochs_done(ckpt: Path) -> int:
+    """The epochs a checkpoint has finished as Lightning counts them when it resumes (its fit loop's completed epochs),
+    0 while there is no checkpoint yet (checkpoints are written atomically: one that exists is whole)."""
+    if not ckpt.is_file():
+        return 0
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+
+
 @pytest.mark.slow
 def test_a_second_train_in_the_same_folder_is_refused_and_a_sigkilled_runs_lock_is_taken_over(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -152,7 +161,7 @@ def test_a_second_train_in_the_same_folder_is_refused_and_a_sigkilled_runs_lock_
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: hydra.run.dir={run}: another run (pid {first.pid}"), second.stderr
         assert {p.name: p.read_bytes() for p in (run / ".hydra").iterdir()} == hydra_record  # the first run's record is untouched
-        while not (run / "checkpoints" / "last.ckpt").is_file():
+        while _epochs_done(run / "checkpoints" / "last.ckpt") < 2:  # so that one epoch fewer is still a real limit
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.5)
     finally:
@@ -161,7 +170,7 @@ def test_a_second_train_in_the_same_folder_is_refused_and_a_sigkilled_runs_lock_
     assert (run / ".lightplug.lock").is_file()  # left behind by the killed run: stale
     # the killed run may have finished several epochs: fewer than that is refused in one line, and leaves the lock
     # to the next command; more goes on training
-    done = int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["epoch"]) + 1
+    done = _epochs_done(run / "checkpoints" / "last.ckpt")
     refused = run_cli("train", "model=mlp", f"trainer.max_epochs={done - 1}", "resume=last", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and f"has finished {done} epochs" in refused.stderr, refused.stderr[-3000:]
     resumed = run_cli("train", "model=mlp", f"trainer.max_epochs={done + 1}", "resume=last", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)

@@ -61,10 +61,10 @@ NOT_RUN_PREFIXES: dict[str, str] = {
 }
 #: Commands replaced by what the harness can do instead, and why.
 STAND_INS: dict[str, tuple[list[str], str]] = {
-    "pip install -e lightplug-my_model": (
+    'pip install -e "lightplug-my_model[test]"': (
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--disable-pip-version-check", "-q", "--target", "{site}", "./lightplug-my_model"],
         "an editable install would change the shared environment: the package goes into a private folder on PYTHONPATH, so the "
-        "next commands see it as they would after the user's install"),
+        "next commands see it as they would after the user's install (pytest, which [test] adds, is here already)"),
 }
 TESTING_CAPS = {"LIGHTPLUG_MAX_EPOCHS": "1", "LIGHTPLUG_MAX_BATCHES": "4"}
 TIMEOUT = 600

@@ -107,7 +107,7 @@ def test_check_plugin_builds_presets_as_train_does_and_refuses_the_users_wrong_v
 
     report = check_plugin("patchy", overrides={"patch": 3, "image_size": 9}, registry=registry, checks=["schema", "build", "build:advanced"])
     assert report.ok, report.lines()
-    assert report["build:advanced"].reason == "the same config as build (+preset=advanced: model.dropout=0.2 left out (patch 3 has no dropout))"
+    assert report["build:advanced"].reason == "the same config as build, not built again (+preset=advanced: model.dropout=0.2 left out (patch 3 has no dropout))"
     assert report["forward"].status == "SKIP" and report["forward"].reason == "not selected"
     with pytest.raises(ConfigError) as wrong:
         check_plugin("patchy", overrides={"model.patch": 3, "dropuot": 0.1}, registry=registry)

@@ -119,11 +119,12 @@ def test_regression_model_without_data_trains_on_diabetes_and_logs_mse_mae_r2(tm
 def _params(ckpt: Path) -> int:
     import lightplug
 
-    return sum(p.numel() for p in lightplug.load_model(ckpt).parameters())
+    return sum(p.numel() for p in lightplug.load_model(ckpt, model="wide").parameters())  # a local plugin file: named, as the trust rule asks
 
 
 @pytest.mark.slow
-def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path) -> None:
+def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # load_model finds plugins/wide.py here, as the user's next command would
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "wide.py").write_text(TIER1)
     sizes = {}

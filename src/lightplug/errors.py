@@ -61,6 +61,7 @@ class DataError(LightplugError):
 class Interrupted(LightplugError):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; the message says how to resume."""
 
-    def __init__(self, message: str, hint: str | None = None, signal_number: int = 2) -> None:
+    def __init__(self, message: str, hint: str | None = None, signal_number: int = 2, at_once: bool = False) -> None:
         super().__init__(message, hint)
         self.exit_code = 128 + signal_number
+        self.at_once = at_once  # a second signal: raised from wherever the program was, nothing was shut down

@@ -59,7 +59,7 @@ class GracefulStop(L.Callback):
         last = self._last_path()
         hint = f"the last complete checkpoint is {last}" if last is not None and last.is_file() else None
         raise Interrupted(f"training stopped at once by a second {name}; no checkpoint was written for the current batch",
-                          hint=hint, signal_number=signum)
+                          hint=hint, signal_number=signum, at_once=True)
 
     def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():

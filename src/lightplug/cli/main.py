@@ -72,6 +72,10 @@ def _exit_at_once_on_another_signal(code: int) -> None:
             return
 
 
+#: Set when a second SIGINT/SIGTERM stopped training at once: :func:`run` then leaves without the interpreter's shutdown.
+_EXIT_AT_ONCE = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightplug`` command; returns (and exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -100,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except LightplugError as exc:
         if isinstance(exc, Interrupted):
             _exit_at_once_on_another_signal(exc.exit_code)
+            global _EXIT_AT_ONCE
+            _EXIT_AT_ONCE = exc.at_once
         if debug:
             traceback.print_exc()
         if not (isinstance(exc, Interrupted) and os.environ.get("LOCAL_RANK", "0") != "0"):  # rank 0 tells how to resume
@@ -120,6 +126,9 @@ def run() -> None:
     except BrokenPipeError:  # `lightplug models | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    if _EXIT_AT_ONCE:  # stopped by a second signal in the middle of anything: the interpreter's shutdown could meet a
+        sys.stderr.flush()  # native thread still calling into Python (seen: abort, "write to closed file"); skip it
+        os._exit(code)
     sys.exit(code)
 
 

@@ -98,7 +98,7 @@ def given_value_problems(loaded: LoadedPlugin, overrides: Mapping[str, Any]) -> 
     problems = check_values(schema, dict(overrides), prefix=kind, owner=loaded.ref.name, partial=True)
     bad = refused_keys(problems, kind)
     good = {k: v for k, v in overrides.items() if k in schema.names() and k not in bad}
-    if kind != "model" or not good or not getattr(loaded.cls, "overrides", lambda _: False)("check"):
+    if kind not in ("model", "data") or not good or not getattr(loaded.cls, "overrides", lambda _: False)("check"):
         return problems
     values = config_values(schema, good)
     if missing_values(values):
@@ -224,22 +224,13 @@ def check_plugin(name: str, kind: str = "model", overrides: Mapping[str, Any] | 
     report.results.append(result)
     prefix = f"{'callbacks' if kind == 'callback' else kind}."
     values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
-    if loaded is not None:
-        bad = check_values(loaded.schema, values, prefix="", owner=name, partial=True)
-        cls: Any = loaded.cls
-        if not bad and values and kind in ("model", "data") and cls.overrides("check") and not missing_values(config_values(loaded.schema, values)):
-            plugin = loaded.instantiate(config_values(loaded.schema, values))  # the plugin's rules across fields, for the values given
-            bad = [str(p) for p in plugin.check(plugin.cfg)]
-        if bad:  # the values given break the plugin's rules: nothing is built with them
-            raise ConfigError(f"{name}: invalid settings", problems=bad)
-        ref = loaded.ref
-        report.source = f"{ref.dist or ref.source} {ref.version or ''}".strip() + f", {ref.target}"
-        report.planned = ["load", *_planned(loaded)]
-    prefix = f"{'callbacks' if kind == 'callback' else kind}."
-    values = {k.removeprefix(prefix): v for k, v in (overrides or {}).items()}
     problems = given_value_problems(loaded, values) if loaded is not None else []
     if problems:  # the user's values, not the plugin, are wrong: refused as `lightplug train` refuses them
         raise ConfigError(f"invalid values for {kind} {name!r}", problems=problems)
+    if loaded is not None:
+        ref = loaded.ref
+        report.source = f"{ref.dist or ref.source} {ref.version or ''}".strip() + f", {ref.target}"
+        report.planned = ["load", *_planned(loaded)]
     if on_result is not None:
         on_result(report, result)
     if loaded is None:

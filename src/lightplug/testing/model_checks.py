@@ -188,11 +188,12 @@ def _build_preset(st: ModelState, preset: str) -> str:
     values, dropped = preset_values(st.loaded, st.overrides, preset)
     kept = {k: v for k, v in st.loaded.schema.presets[preset].items() if k not in st.overrides and values.get(k) == v}
     left = "".join(f"; {note}" for note in dropped)
+    changed = " ".join(f"{k}={v}" for k, v in kept.items())
     if values == st.values:
         given = " ".join(f"{k}={st.overrides[k]}" for k in st.loaded.schema.presets[preset] if k in st.overrides)
-        return f"the same config as build ({'; '.join(([f'given: {given}'] if given else []) + dropped)})"
+        why = "; ".join(([f"given: {given}"] if given else []) + dropped)
+        return f"{changed + ': ' if changed else ''}the same config as build, not built again{f' ({why})' if why else ''}"
     _, net = _make(st.loaded, values)
-    changed = " ".join(f"{k}={v}" for k, v in kept.items())
     base = f" (defaults: {_size(st.net)})" if st.net is not None else ""
     return f"{changed} -> {type(net).__name__}, {_size(net)}{base}{left}"
 
