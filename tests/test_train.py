@@ -125,6 +125,7 @@ def _params(ckpt: Path) -> int:
 @pytest.mark.slow
 def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # load_model finds plugins/wide.py here, as the user's next command would
+    monkeypatch.setenv("LIGHTPLUG_PLUGIN_PATH", str(tmp_path / "plugins"))
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "wide.py").write_text(TIER1)
     sizes = {}
