@@ -279,7 +279,7 @@ CASES: list[Case] = [
     c("check-plugin-text-value", "check-plugin mlp hidden=abc", "hidden=abc", "expected int", **L),
     c("check-plugin-negative", "check-plugin mlp hidden=-3", "hidden=-3", "minimum 1"),
     c("check-plugin-dropout", "check-plugin mlp dropout=1.5", "dropout=1.5"),
-    c("check-plugin-unknown-key", "check-plugin mlp hiden=3", "hiden", "did you mean hidden"),
+    c("check-plugin-unknown-key", "check-plugin mlp hiden=3", "model.hiden", "did you mean model.hidden"),
     c("check-plugin-not-key-value", "check-plugin mlp hidden", "hidden", "KEY=VALUE"),
     c("check-plugin-unknown", "check-plugin nope", "nope"),
     c("check-plugin-data-rule", "check-plugin digits --kind data val_fraction=0.6 test_fraction=0.6", "data.val_fraction=0.6"),
