@@ -123,11 +123,15 @@ def _params(ckpt: Path) -> int:
 
 
 @pytest.mark.slow
-def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               request: pytest.FixtureRequest) -> None:
+    from lightplug.registry import get_registry
+
     monkeypatch.chdir(tmp_path)  # load_model finds plugins/wide.py here, as the user's next command would
-    monkeypatch.setenv("LIGHTPLUG_PLUGIN_PATH", str(tmp_path / "plugins"))
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "wide.py").write_text(TIER1)
+    get_registry.cache_clear()  # the worker's registry was discovered in another folder: discover again from here
+    request.addfinalizer(get_registry.cache_clear)  # and leave none that knows this folder to the next test
     sizes = {}
     for label, extra in {"default": [], "easy": ["+preset=easy"], "advanced": ["+preset=advanced"],
                          "advanced+cli": ["+preset=advanced", "model.width=12"]}.items():

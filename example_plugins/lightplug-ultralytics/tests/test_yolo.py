@@ -79,6 +79,25 @@ def test_scale_letter_picks_the_scale() -> None:
     assert count("yolov8n") < count("yolov8s")
 
 
+def test_builds_from_a_folder_whose_name_ultralytics_would_rewrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's venv lived in /tmp/tmp.8xkIjLzujO: Ultralytics' yolov8n -> yolov8 regex ran over the whole path and
+    removed the "x", so every build failed with "yolov8n.yaml does not exist". The package is copied under such
+    a folder here and must build from there."""
+    import shutil
+
+    from lightplug_ultralytics import _catalog
+
+    real = _catalog._package_dir()
+    assert real is not None
+    fake = tmp_path / "tmp.8xkIjLzujO" / "ultralytics"
+    shutil.copytree(real / "cfg" / "models", fake / "cfg" / "models")
+    monkeypatch.setattr(_catalog, "_package_dir", lambda: fake)
+    assert _catalog.detection_models()["yolov8n"].startswith(str(fake))
+    plugin = make_plugin(cfg="yolov8n")
+    net = plugin.build(plugin.cfg)
+    assert net.model.yaml["scale"] == "n" and sum(p.numel() for p in net.parameters()) < 4_000_000
+
+
 # ---- batch conversion ----
 
 def test_batch_conversion_round_trips() -> None:

@@ -14,7 +14,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-__all__ = ["ultralytics_version", "detection_models", "resolve", "close_matches"]
+__all__ = ["ultralytics_version", "detection_models", "close_matches"]
 
 # The heads whose eval output is ``B x (4 + nc) x N`` (cx, cy, w, h, sigmoid class scores) and whose loss is
 # Ultralytics' v8DetectionLoss (or E2ELoss, which wraps it): plain detection, not seg/pose/obb/world/rtdetr.
@@ -68,16 +68,6 @@ def detection_models() -> dict[str, str]:
     """``{name: yaml file}`` of every detection model the installed Ultralytics ships (empty when not installed)."""
     root = _package_dir()
     return {} if root is None else _scan(str(root))
-
-
-def resolve(name: str) -> Path | None:
-    """The path Ultralytics should load for ``name``: the YAML's directory joined with ``name.yaml``.
-
-    Ultralytics maps ``yolov8n.yaml`` to ``yolov8.yaml`` with scale ``n`` itself; giving it an absolute
-    path means a file of the same name in the working directory is never picked up instead.
-    """
-    found = detection_models().get(name)
-    return None if found is None else Path(found).with_name(f"{name}.yaml")
 
 
 def close_matches(name: str, n: int = 3) -> list[str]:

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ._catalog import resolve, ultralytics_version  # noqa: E402
+from ._catalog import detection_models, ultralytics_version  # noqa: E402
 
 __all__ = ["YoloNet", "YoloExport", "build_net", "to_ultralytics_batch", "yolo_loss", "yolo_postprocess", "load_weights"]
 
@@ -90,17 +90,34 @@ def _quiet_ultralytics() -> Any:
     return _Restore()
 
 
+def model_dict(name: str) -> dict[str, Any]:
+    """The model dict Ultralytics builds ``name`` from: the YAML the catalog found, with the scale letter.
+
+    Ultralytics' own ``yaml_model_load`` maps ``yolov8n.yaml`` to ``yolov8.yaml`` with a regex over the whole
+    path string, so a folder such as ``/tmp/tmp.8xk..`` (a digit then n/s/m/l/x) loses a letter and the file is
+    "not found". Reading the file ourselves and passing the dict keeps paths out of it.
+    """
+    found = detection_models().get(name)
+    if found is None:
+        raise ValueError(f"model.cfg={name}: no such detection model YAML in ultralytics {ultralytics_version()}")
+    from ultralytics.nn.tasks import guess_model_scale
+    from ultralytics.utils import YAML
+
+    d: dict[str, Any] = dict(YAML.load(found))
+    d["scale"] = guess_model_scale(f"{name}.yaml")
+    d["yaml_file"] = f"{name}.yaml"
+    return d
+
+
 def build_net(cfg: Any) -> YoloNet:
     """Build ``DetectionModel(<cfg>.yaml, ch=in_channels, nc=num_classes)`` from the YAML inside the installed
     package, set the loss gains on ``model.args`` and load ``weights_file`` when given."""
-    path = resolve(cfg.cfg)
-    if path is None:
-        raise ValueError(f"model.cfg={cfg.cfg}: no such detection model YAML in ultralytics {ultralytics_version()}")
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils import IterableSimpleNamespace
 
     with _quiet_ultralytics():
-        model: Any = DetectionModel(str(path), ch=int(cfg.in_channels), nc=int(cfg.num_classes), verbose=False)
+        model: Any = DetectionModel(model_dict(str(cfg.cfg)), ch=int(cfg.in_channels), nc=int(cfg.num_classes),
+                                    verbose=False)
     # The criterion reads these gains (and E2ELoss reads ``epochs`` for its decay schedule).
     model.args = IterableSimpleNamespace(box=float(cfg.box), cls=float(cfg.cls), dfl=float(cfg.dfl), epochs=100)
     model.names = {i: str(i) for i in range(int(cfg.num_classes))}
