@@ -4,7 +4,7 @@ How the harness runs them (also in docs/reliability.md, "Every documented comman
 
 - The pages run one after the other in one temporary folder (the cwd of every command), each command through
   ``bash -c`` exactly as the page prints it, in page order. What the harness adds is environment only:
-  ``LIGHTPLUG_MAX_EPOCHS=1`` and ``LIGHTPLUG_MAX_BATCHES=4``, which the core itself reads (config/finalize.py), so
+  ``LIGHTPLUG_MAX_EPOCHS=1`` and ``LIGHTPLUG_MAX_BATCHES=2``, which the core itself reads (config/finalize.py), so
   every run trains one short epoch and the rest of the command is proven as typed; a private model store
   (``LIGHTPLUG_STORE``) and ``OMP_NUM_THREADS=1`` (tests run side by side).
 - Placeholders: ``outputs/DATE/TIME`` (or a dated example such as ``outputs/2026-11-25/12-00-00``) is the run
@@ -66,7 +66,7 @@ STAND_INS: dict[str, tuple[list[str], str]] = {
         "an editable install would change the shared environment: the package goes into a private folder on PYTHONPATH, so the "
         "next commands see it as they would after the user's install (pytest, which [test] adds, is here already)"),
 }
-TESTING_CAPS = {"LIGHTPLUG_MAX_EPOCHS": "1", "LIGHTPLUG_MAX_BATCHES": "4"}
+TESTING_CAPS = {"LIGHTPLUG_MAX_EPOCHS": "1", "LIGHTPLUG_MAX_BATCHES": "2"}
 TIMEOUT = 600
 _DATED_RUN = re.compile(r"outputs/(DATE/TIME|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)")
 _UI_PORT = "8765"

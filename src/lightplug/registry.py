@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cache import PluginCache
+from ._dist_info import CORE_DIST, fingerprint, incompatible, requirement_on_core
 from .errors import PluginError
 from .metric_names import plugin_traits
 from .plugin import TASKS, CallbackPlugin, DataPlugin, ModelPlugin
@@ -34,7 +35,6 @@ __all__ = ["KINDS", "PluginRef", "LoadedPlugin", "Registry", "get_registry"]
 #: kind -> entry-point group
 KINDS = {"model": "lightplug.models", "data": "lightplug.datamodules", "callback": "lightplug.callbacks"}
 _BASES: dict[str, type] = {"model": ModelPlugin, "data": DataPlugin, "callback": CallbackPlugin}
-_CORE_DIST = "lightplug"
 
 
 @dataclass
@@ -128,57 +128,6 @@ def _adapt(kind: str, obj: Any, where: str, source: str = "entry-point") -> tupl
 
 
 # ---------------------------------------------------------------- discovery
-def _fingerprint(dist: metadata.Distribution | None, target: str) -> str:
-    """Changes when the installed files change: the dist-info's mtime, plus sources for editable installs."""
-    parts: list[str] = []
-    path = getattr(dist, "_path", None)
-    if path is not None:
-        try:
-            parts.append(str(Path(path).stat().st_mtime_ns))
-            direct = dist.read_text("direct_url.json") or "" if dist is not None else ""
-        except OSError:
-            direct = ""
-        if '"editable": true' in direct.replace(" ", "").replace('"editable":true', '"editable": true'):
-            parts.append(_source_mtime(target.split(":")[0].split(".")[0]))
-    elif os.path.exists(target):
-        st = os.stat(target)
-        parts.append(f"{st.st_mtime_ns}-{st.st_size}")
-    return "-".join(parts)
-
-
-def _source_mtime(top_module: str) -> str:
-    spec = importlib.util.find_spec(top_module) if top_module not in sys.modules else sys.modules[top_module].__spec__
-    if spec is None or spec.origin is None:
-        return ""
-    root = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
-    files = root.rglob("*.py") if root.is_dir() else [root]
-    return str(max((f.stat().st_mtime_ns for f in files), default=0))
-
-
-def _requirement_on_core(dist: metadata.Distribution) -> str | None:
-    for req in dist.requires or []:
-        name = req.split(";")[0].strip()
-        if name.lower().startswith(_CORE_DIST) and name[len(_CORE_DIST) : len(_CORE_DIST) + 1] in ("", " ", "<", ">", "=", "!", "~", "["):
-            return name
-    return None
-
-
-def _incompatible(requirement: str | None) -> str | None:
-    if not requirement:
-        return None
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    from . import __version__
-
-    try:
-        req = Requirement(requirement)
-    except InvalidRequirement:
-        return None
-    if req.specifier and not req.specifier.contains(__version__, prereleases=True):
-        return f"needs lightplug{req.specifier}, you have {__version__}"
-    return None
-
-
 def _local_dirs() -> list[Path]:
     env = os.environ.get("LIGHTPLUG_PLUGIN_PATH")
     dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else [Path("plugins")]
@@ -215,10 +164,10 @@ class Registry:
             if (dist_name, ep.name) in seen:  # the same distribution seen twice on sys.path
                 continue
             seen.add((dist_name, ep.name))
-            requires = _requirement_on_core(dist) if dist is not None and dist_name != _CORE_DIST else None
+            requires = requirement_on_core(dist) if dist is not None and dist_name != CORE_DIST else None
             ref = PluginRef(kind, ep.name, ep.value, "entry-point", dist_name, dist.version if dist else None,
-                            (dist.metadata["Summary"] or "") if dist else "", requires, _fingerprint(dist, ep.value))
-            why = _incompatible(requires)
+                            (dist.metadata["Summary"] or "") if dist else "", requires, fingerprint(dist, ep.value))
+            why = incompatible(requires)
             ref.problem = f"incompatible: {why}" if why else None
             found.append(ref)
         if kind == "model":
@@ -226,11 +175,11 @@ class Registry:
                 for path in sorted(folder.glob("*.py")):
                     if not path.name.startswith("_"):
                         found.append(PluginRef(kind, path.stem, str(path.resolve()), "local", None, None,
-                                               f"local file {path}", fingerprint=_fingerprint(None, str(path))))
+                                               f"local file {path}", fingerprint=fingerprint(None, str(path))))
         allowed = _autoload_filter()
         by_name: dict[str, list[PluginRef]] = {}
         for ref in found:
-            if allowed is not None and ref.dist != _CORE_DIST and ref.name not in allowed:
+            if allowed is not None and ref.dist != CORE_DIST and ref.name not in allowed:
                 ref.problem = "ignored: LIGHTPLUG_DISABLE_AUTOLOAD=1 and not named in LIGHTPLUG_PLUGINS"
             else:
                 by_name.setdefault(ref.name, []).append(ref)

@@ -5,11 +5,18 @@ It is loaded by every pytest run in an environment with lightplug installed, so 
 heavy: the fixture imports what it needs when a test uses it. Because of ``lightplug_home``, the runs that tests
 start (in the process or in ``lightplug`` subprocesses, which inherit the variable) are recorded in a temporary
 runs index, never in the user's ``~/.lightplug/runs.db``.
+
+Under pytest-xdist with more than one worker, each worker (and every process it starts) uses one torch thread
+unless ``OMP_NUM_THREADS`` is set: two workers of two threads each on two cores oversubscribe them, and
+OpenMP's waiting threads then stall every op (the torchvision zoo and the timm sample took 263 s that way, 215 s
+with one thread each).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,15 @@ from typing import Any
 import pytest
 
 __all__ = ["lightplug_home", "lightplug_train"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per xdist worker when several run side by side (see the module's docstring)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when it starts, and inherited by subprocesses
+        if "torch" in sys.modules:  # imported already (by another plugin): tell it directly
+            sys.modules["torch"].set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
