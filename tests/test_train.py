@@ -70,6 +70,8 @@ def test_readme_train_command_reaches_95_percent_within_a_minute_and_prints_no_l
     noise = [line for line in (tested.stdout + tested.stderr).splitlines() if any(marker in line for marker in LIGHTNING_NOISE)]
     assert not noise, noise
     summary = _summary(run)
+    # Measured (issue 26, benchmarks/metric_spread.py readme_mlp): best 0.975, 0.983, 0.975 for seeds 42, 1, 2, the
+    # same with one and two threads; epoch 1 0.82-0.90. The best of 10 epochs is what is asserted, as the README says.
     assert summary["monitor"] == "val/acc" and summary["best"] >= 0.95
     assert wall < 60, f"took {wall:.1f}s"
     for name in ("config.json", "metrics.csv", "summary.json", "train.log", ".hydra/config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):

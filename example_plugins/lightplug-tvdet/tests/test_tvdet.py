@@ -216,8 +216,9 @@ def test_fcos_learns_shapes_through_lightplug_train(tmp_path: Path) -> None:
     losses = [k for k in rows[0] if k.startswith("train/loss_")]
     print(f"\nfcos on shapes 64px, 2200 train images, 2 epochs: val/map_50 per epoch {[round(m, 3) for m in map50]}, {seconds:.0f} s")
     assert {"train/loss_classification", "train/loss_bbox_regression", "train/loss_bbox_ctrness"} <= set(losses)
-    # measured over 4 epochs: 0.30, 0.54, 0.72, 0.84 (116 s on a busy 2-core CPU); 2 epochs keep the suite short.
-    # A model that does not learn stays below 0.1.
-    assert max(map50) >= 0.4, map50
+    # Measured (issue 26): after 2 epochs, seeds 42, 1, 2 with one thread: 0.56, 0.62, 0.58 (epoch 1: 0.31-0.35);
+    # over 4 epochs 0.30, 0.54, 0.72, 0.84. A model that does not learn stays below 0.1. The level asserted is about
+    # half the worst run seen, since the same seed can land far lower on another CPU (YOLO: 0.52 here, 0.20 there).
+    assert max(map50) >= 0.3, map50
     assert map50[-1] > map50[0] + 0.1
     assert json.loads((run / "summary.json").read_text())["best"] is not None

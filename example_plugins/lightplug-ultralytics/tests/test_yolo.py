@@ -272,8 +272,12 @@ def test_export_module_onnx_matches_eager(built, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_yolo_learns_shapes(tmp_path: Path) -> None:
-    # 96 px: at 64 px yolov8n from scratch is seed-sensitive in the first ~150 steps (some seeds sit near
-    # map_50 0.03, others reach 0.3); at 96 px every seed tried was past 0.4 after 2 epochs of 38 steps.
+    # What is asserted is learning, not a level (issue 26): 114 steps of yolov8n from scratch land far apart on
+    # different CPUs, thread counts and seeds. Measured best val/map_50 after 3 epochs: seeds 42, 1, 2, 3 with one
+    # thread 0.52, 0.59, 0.79, 0.77 (epoch 1: 0.02 to 0.17), seeds 42 and 1 with two threads 0.36 and 0.50; another 2-core machine of the same kind, seed 42:
+    # 0.008, 0.042, 0.201 per epoch, train/loss 9.23, 7.34, 6.35. An untrained yolov8n scores about 0.00-0.01.
+    # So: the loss falls by at least 15% (0.69x on the worst run seen), the metric rises by at least 0.1 and ends at
+    # least 0.1, half the worst run seen and ten times an untrained model's.
     run = tmp_path / "run"
     args = ["model=yolo", "data=shapes", "data.task=detection", "data.image_size=96", "data.num_samples=1000", "data.val_fraction=0.2",
             "data.test_fraction=0.0", "data.batch_size=16", "trainer.max_epochs=3", "optimizer.lr=2e-3", f"hydra.run.dir={run}", *QUIET]
@@ -287,6 +291,6 @@ def test_yolo_learns_shapes(tmp_path: Path) -> None:
     losses = [float(row["train/loss"]) for row in rows if row.get("train/loss")]
     print(f"\nyolov8n on shapes 96px, 800 train images, 3 epochs: val/map_50 per epoch {[round(m, 3) for m in map50]}, "
           f"train/loss {[round(v, 2) for v in losses]}, {seconds:.0f} s")
-    assert len(map50) == 3 and max(map50) >= 0.3
-    assert losses[-1] < losses[0]
+    assert len(map50) == 3 and max(map50) >= 0.1 and map50[-1] >= map50[0] + 0.1, map50
+    assert losses[-1] <= 0.85 * losses[0], losses
     assert (run / "checkpoints" / "best.ckpt").exists()

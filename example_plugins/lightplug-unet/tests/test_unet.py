@@ -40,7 +40,7 @@ def test_width_depth_and_presets_change_the_built_model() -> None:
 
 
 @pytest.mark.slow
-def test_unet_learns_shapes_to_miou_0_8(tmp_path: Path) -> None:
+def test_unet_learns_shapes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["model=unet", "data=shapes", "data.num_samples=2000", "data.image_size=24", "data.val_fraction=0.15", "data.test_fraction=0.05",
             "data.batch_size=8", "optimizer.lr=2e-3", "scheduler=cosine", "trainer.max_epochs=5", f"hydra.run.dir={run}", *QUIET]
@@ -52,5 +52,7 @@ def test_unet_learns_shapes_to_miou_0_8(tmp_path: Path) -> None:
     miou = [float(row["val/miou"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/miou")]
     best = json.loads((run / "summary.json").read_text())["best"]
     print(f"\nunet on shapes 24px, 1600 train images, 5 epochs: val/miou per epoch {[round(m, 3) for m in miou]}, {seconds:.0f} s")
-    assert best == pytest.approx(max(miou)) and best >= 0.8
+    # Measured (issue 26), seeds 42, 1, 2 with one thread: best 0.872, 0.880, 0.884 (epoch 1: 0.38-0.41). A model
+    # that predicts the background everywhere scores about 0.3. 0.7 leaves room for other CPUs and thread counts.
+    assert best == pytest.approx(max(miou)) and best >= 0.7, miou
     assert miou[-1] > miou[0] + 0.2
