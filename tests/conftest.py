@@ -39,3 +39,28 @@ def site_env(tmp_path: Path, isolated_cache: Path) -> tuple[Path, dict[str, str]
     site.mkdir()
     env = {"PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""), "LIGHTPLUG_CACHE_DIR": str(isolated_cache)}
     return site, env
+
+
+#: The files that keep one worker longest (seconds of CPU in a full run on a 2-core machine, 2026-12-04), run first:
+#: under `pytest -n 2 --dist loadfile` a worker takes the next file when it is free, so a long file collected last
+#: (test_torchvision_zoo.py, the timm sample) left the other worker idle for minutes at the end of the run.
+LONGEST_FIRST = (
+    "tests/test_docs_commands.py",  # 314 s
+    "example_plugins/lightplug-timm/tests/test_timm_sample.py",  # 213 s
+    "tests/test_torchvision_zoo.py",  # 144 s
+    "tests/test_benchmarks_smoke.py",  # 134 s
+    "tests/test_ddp.py",  # 107 s
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the tests of :data:`LONGEST_FIRST` to the front; every other order is kept (the sort is stable)."""
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        try:
+            return rank.get(item.path.relative_to(config.rootpath).as_posix(), len(rank))
+        except ValueError:  # a test outside the repository
+            return len(rank)
+
+    items.sort(key=key)
