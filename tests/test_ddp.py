@@ -156,6 +156,9 @@ def test_the_documented_ddp_command_runs_with_every_default_on(tmp_path: Path) -
     assert one.returncode == 0, one.stderr[-2000:]
     a = json.loads((single / "summary.json").read_text())["best"]
     b = json.loads((ddp / "summary.json").read_text())["best"]
+    # One process and two ranks are different runs (the batch is split, sums run in another order), so they are
+    # compared within a tolerance, not bit for bit (issue 26). The mlp on digits lands at 0.975-0.983 over seeds and
+    # thread counts (benchmarks/results/metric_spread.json, readme_mlp): 0.93 and a 0.05 gap leave room for other CPUs.
     assert b >= 0.93 and abs(a - b) < 0.05, (a, b)
     # rank 0 wrote the validation files once, for the best epoch, with both ranks' samples
     summary = json.loads((ddp / "summary.json").read_text())
