@@ -98,6 +98,26 @@ def test_builds_from_a_folder_whose_name_ultralytics_would_rewrite(tmp_path: Pat
     assert net.model.yaml["scale"] == "n" and sum(p.numel() for p in net.parameters()) < 4_000_000
 
 
+def test_a_corrupt_image_stays_pillows_error_after_a_build(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Importing Ultralytics patches PIL.Image.open so that an unidentified file triggers its pi-heif requirement
+    check ("attempting AutoUpdate", a pip install when online). Seen in a shuffled suite run: a data test that reads
+    a corrupt image after a YOLO build logged it. After a build, Pillow's own open is back."""
+    import logging
+
+    from PIL import Image, UnidentifiedImageError
+
+    plugin = make_plugin()
+    plugin.build(plugin.cfg)
+    from ultralytics.utils import patches
+
+    assert Image.open is not patches.image_open
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with caplog.at_level(logging.INFO), pytest.raises(UnidentifiedImageError):
+        Image.open(bad)
+    assert not [r for r in caplog.records if "AutoUpdate" in r.getMessage() or "requirement" in r.getMessage()]
+
+
 # ---- batch conversion ----
 
 def test_batch_conversion_round_trips() -> None:

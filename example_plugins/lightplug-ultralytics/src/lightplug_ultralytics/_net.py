@@ -90,6 +90,22 @@ def _quiet_ultralytics() -> Any:
     return _Restore()
 
 
+def _keep_pillow_as_is() -> None:
+    """Undo Ultralytics' patch of ``PIL.Image.open``.
+
+    Importing Ultralytics replaces ``PIL.Image.open`` in every module of the process with a wrapper that, on a file
+    Pillow cannot identify, runs ``check_requirements("pi-heif")``: it logs "requirement not found, attempting
+    AutoUpdate" and, unless ``YOLO_OFFLINE`` is set, pip-installs a package. lightplug reads every image itself,
+    so a corrupt file in a user's data must stay Pillow's own error (one line naming the file), never an install.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
+
+
 def model_dict(name: str) -> dict[str, Any]:
     """The model dict Ultralytics builds ``name`` from: the YAML the catalog found, with the scale letter.
 
@@ -115,6 +131,7 @@ def build_net(cfg: Any) -> YoloNet:
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils import IterableSimpleNamespace
 
+    _keep_pillow_as_is()
     with _quiet_ultralytics():
         model: Any = DetectionModel(model_dict(str(cfg.cfg)), ch=int(cfg.in_channels), nc=int(cfg.num_classes),
                                     verbose=False)
