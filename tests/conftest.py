@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,20 @@ def run_cli(*args: str, cwd: Path | str | None = None, env: dict[str, str] | Non
     # oversubscribed cores stall every op (measured: 48 ms vs 0.08 ms for a small MLP call)
     full_env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run([*LIGHTPLUG, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def plugins_discovered_here() -> Iterator[None]:
+    """Inside the block, the process-wide registry (``get_registry`` is cached per process) discovers plugins again,
+    in this cwd and environment, as a new ``lightplug`` process would; after it, it is cleared, so that no later test
+    of this worker sees the block's plugins."""
+    from lightplug.registry import get_registry
+
+    get_registry.cache_clear()
+    try:
+        yield
+    finally:
+        get_registry.cache_clear()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_dist, run_cli
+from conftest import make_dist, plugins_discovered_here, run_cli
 from lightplug.registry import Registry
 from lightplug.testing import PluginCheckFailed, check_names, check_plugin
 
@@ -182,13 +182,9 @@ def test_api_report_raises_naming_every_failed_check(plugin_dir: Path) -> None:
 @pytest.mark.slow
 def test_cli_json_report_and_exit_0_for_a_good_plugin(plugin_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lightplug.cli.main import main
-    from lightplug.registry import get_registry
 
-    get_registry.cache_clear()  # discover ./plugins of this test's folder
-    try:
+    with plugins_discovered_here():  # discover ./plugins of this test's folder
         code = main(["check-plugin", "good", "bias=false", "--json"])
-    finally:
-        get_registry.cache_clear()
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"] is True
     assert report["plugin"] == "good" and report["kind"] == "model" and "plugins/good.py" in report["source"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import plugins_discovered_here, run_cli
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -125,22 +125,18 @@ def _params(ckpt: Path) -> int:
 
 
 @pytest.mark.slow
-def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               request: pytest.FixtureRequest) -> None:
-    from lightplug.registry import get_registry
-
+def test_preset_changes_the_built_module_and_command_line_wins(tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # load_model finds plugins/wide.py here, as the user's next command would
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "wide.py").write_text(TIER1)
-    get_registry.cache_clear()  # the worker's registry was discovered in another folder: discover again from here
-    request.addfinalizer(get_registry.cache_clear)  # and leave none that knows this folder to the next test
     sizes = {}
     for label, extra in {"default": [], "easy": ["+preset=easy"], "advanced": ["+preset=advanced"],
                          "advanced+cli": ["+preset=advanced", "model.width=12"]}.items():
         run = tmp_path / label
         out = run_cli("train", "model=wide", "trainer.max_epochs=1", *extra, f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-2000:]
-        sizes[label] = _params(run / "checkpoints" / "last.ckpt")
+        with plugins_discovered_here():  # the worker's registry may have been discovered in another folder
+            sizes[label] = _params(run / "checkpoints" / "last.ckpt")
         cfg = json.loads((run / "config.json").read_text())
         if label == "advanced+cli":
             assert (cfg["model"]["width"], cfg["model"]["depth"]) == (12, 3)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import plugins_discovered_here, run_cli
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
@@ -213,16 +213,12 @@ def test_naming_other_code_is_not_consent(importable: dict[str, Any], named: str
 def test_a_local_plugin_never_loads_from_the_recorded_path_even_when_trusted(importable: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import lightplug
     from lightplug.errors import CheckpointError
-    from lightplug.registry import get_registry
 
     monkeypatch.setenv("LIGHTPLUG_PLUGIN_PATH", str(importable["root"] / "no-plugins-here"))
-    get_registry.cache_clear()
-    try:
+    with plugins_discovered_here():
         for kwargs in ({"model": "evil"}, {"trust_code": True}):
             with pytest.raises(CheckpointError, match="no evil.py is in the plugin folders here.*never loaded"):
                 lightplug.load_model(importable["files"]["local-file"], **kwargs)
-    finally:
-        get_registry.cache_clear()
     _no_marker(importable)
 
 
@@ -384,7 +380,6 @@ def test_with_consent_a_local_plugin_checkpoint_loads_the_file_found_now(path_ru
     import torch
 
     import lightplug
-    from lightplug.registry import get_registry
 
     ckpt = torch.load(path_run / "checkpoints" / "best.ckpt", weights_only=True)
     ckpt["lightplug"]["plugin"] = {"name": "tinymlp", "kind": "model", "dist": None, "version": None, "source": "local",
@@ -398,11 +393,8 @@ def test_with_consent_a_local_plugin_checkpoint_loads_the_file_found_now(path_ru
     """))
     monkeypatch.setenv("LIGHTPLUG_PLUGIN_PATH", str(plugins))
     monkeypatch.setenv("LIGHTPLUG_TRUST_CODE", "0")
-    get_registry.cache_clear()
-    try:
+    with plugins_discovered_here():
         net = lightplug.load_model(local, model="tinymlp")
-    finally:
-        get_registry.cache_clear()
     assert type(net).__name__ == "MLP"
     out = run_cli("predict", f"ckpt={local}", "model=tinymlp", f"input={payloads['inputs']}", f"output={tmp_path / 'p.csv'}", cwd=tmp_path,
                   env={"LIGHTPLUG_PLUGIN_PATH": str(plugins), "LIGHTPLUG_TRUST_CODE": "0"})
