@@ -204,6 +204,43 @@ def test_sigint_mid_epoch_then_printed_command_matches_the_run_left_alone(refere
     assert_same_results(a, c.run)
 
 
+_SIGINT_IN_THE_LAST_BATCH = """
+import os, signal, sys
+from lightplug.interrupt import GracefulStop
+
+def signal_now(self, trainer, pl_module, batch, batch_idx):  # a real Ctrl-C, during epoch 1's last training batch
+    if trainer.current_epoch == 1 and batch_idx == trainer.num_training_batches - 1:
+        os.kill(os.getpid(), signal.SIGINT)
+
+GracefulStop.on_train_batch_start = signal_now
+from lightplug.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigint_in_an_epochs_last_batch_stops_after_its_validation_and_resumes_exactly(reference: Run, tmp_path: Path) -> None:
+    """A checkpoint taken after an epoch's last batch but before its validation made Lightning skip that validation
+    on resume, and the runs parted (a shuffled, loaded run of the test above hit it about once in 20 batches)."""
+    run = tmp_path / "D"
+    script = tmp_path / "signal_in_last_batch.py"
+    script.write_text(_SIGINT_IN_THE_LAST_BATCH)
+    stopped = subprocess.run([sys.executable, str(script), "train", *BASE, f"hydra.run.dir={run}"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=TIMEOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-3000:]
+    assert "error: training stopped by SIGINT at epoch 1" in stopped.stderr and "Traceback" not in stopped.stderr
+    epochs = epoch_metrics(run)
+    assert sorted(epochs) == [0, 1], epochs  # epoch 1's validation ran before the stop
+    command = shlex.split(stopped.stderr.split("resume with: ", 1)[1].rsplit(")", 1)[0])
+    resumed = subprocess.run([sys.executable, "-m", "lightplug", *command[1:]], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = _finished(reference)
+    assert_same_state(a / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    assert epoch_metrics(run) == epoch_metrics(a)
+    assert_same_results(a, run)
+
+
 def test_resume_last_takes_this_folder_first_then_the_newest_under_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lightplug.errors import CheckpointError
     from lightplug.training import _resume_path

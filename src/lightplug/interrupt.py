@@ -1,4 +1,5 @@
-"""Ctrl-C and ``kill`` without losing work: the first SIGINT or SIGTERM finishes the current batch,
+"""Ctrl-C and ``kill`` without losing work: the first SIGINT or SIGTERM finishes the current batch (the
+epoch's validation too, when it was the epoch's last batch),
 writes ``checkpoints/last.ckpt`` atomically, prints the command that resumes, and stops the run with
 :class:`~lightplug.errors.Interrupted` (exit code 130 or 143); a second signal stops at once."""
 
@@ -27,7 +28,8 @@ class GracefulStop(L.Callback):
     """Turns SIGINT and SIGTERM into a clean stop at the next train batch end.
 
     The handlers only record the signal. At the next ``on_train_batch_end`` that follows an optimizer step
-    (agreed by all ranks) the callback writes ``<checkpoints>/last.ckpt`` through the trainer (atomically,
+    (agreed by all ranks), or after the epoch's validation when the signal came during the epoch's last batch
+    (a checkpoint between the two would skip that validation on resume), the callback writes ``<checkpoints>/last.ckpt`` through the trainer (atomically,
     see :class:`~lightplug.callbacks.AtomicCheckpointIO`), logs how to resume and raises
     :class:`~lightplug.errors.Interrupted` with exit code ``128 + signal``. A second signal while stopping
     raises at once; the files already written stay complete. The previous handlers are restored when
@@ -103,14 +105,39 @@ class GracefulStop(L.Callback):
         self._install()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        accumulating = (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) != 0
-        if accumulating and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # Not here: Lightning does not resume exactly from a checkpoint taken after an epoch's last batch but
+            # before its validation (the validation is skipped and the runs part). Stop where its own epoch-end
+            # checkpoint is taken instead, after the validation (or at the epoch's end when there is none).
+            return
+        if (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) != 0:
             return  # gradients of a partial accumulation are not in checkpoints: stop after the optimizer step
+        if self._agreed(trainer):
+            self._stop(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # a validation inside the epoch (val_check_interval < 1): the next batch end stops
+        if self._agreed(trainer) and not self._finishing(trainer):
+            self._stop(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._agreed(trainer) and not self._finishing(trainer):  # an epoch without validation
+            self._stop(trainer)
+
+    def _agreed(self, trainer: L.Trainer) -> bool:
+        """Whether a signal arrived, on any process (every process calls this at the same points)."""
         stop = self.received is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if stop:
-            self._stop(trainer)
+        return stop
+
+    @staticmethod
+    def _finishing(trainer: L.Trainer) -> bool:
+        """The epoch that just ended is the run's last: it ends normally (and ``teardown`` says so)."""
+        epochs, steps = trainer.max_epochs, trainer.max_steps
+        return bool(trainer.should_stop or (epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs)
+                    or (steps is not None and steps >= 0 and trainer.global_step >= steps))
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.restore()
