@@ -97,20 +97,29 @@ def test_export_is_a_command_and_its_help_lists_the_keys() -> None:
     assert top.returncode == 0 and "export" in top.stdout
     res = run_cli("export", "--help")
     assert res.returncode == 0
-    for key in ("ckpt=PATH", "format=", "opset=", "dynamic_batch=", "output=", "atol=", "rtol="):
+    for key in ("ckpt=PATH", "format=", "opset=", "dynamic_batch=", "output=", "atol=", "rtol=", "quantization=", "calibration_samples=",
+                "calibration_method="):
         assert key in res.stdout
+    for fmt in ("onnx_int8", "onnx_fp16", "openvino", "pt2"):
+        assert f"\n  {fmt} " in res.stdout
+    for fmt, needs in (("tensorrt", "NVIDIA GPU"), ("coreml", "coremltools"), ("tflite", "TensorFlow")):  # one line each: what it needs
+        line = next(ln for ln in res.stdout.splitlines() if ln.startswith(f"  {fmt} "))
+        assert needs in line
 
 
 def test_bad_export_arguments_are_all_reported_with_exit_code_2(tmp_path: Path) -> None:
-    res = run_cli("export", "format=tflite", "opset=3", "atol=-1", "dynamc_batch=true", cwd=tmp_path)
+    res = run_cli("export", "format=keras", "opset=3", "atol=-1", "dynamc_batch=true", "calibration_method=kl", cwd=tmp_path)
     assert res.returncode == 2
     err = res.stderr
-    assert "format=tflite: unknown export format 'tflite'" in err
+    assert "format=keras: unknown export format 'keras'" in err
+    assert "calibration_method=kl: unknown value 'kl' (minmax, entropy or percentile)" in err
     assert "opset=3: outside the supported range 7..25" in err
     assert "atol=-1: must be greater than 0" in err
     assert "dynamc_batch: unknown key (did you mean dynamic_batch?)" in err
     assert "ckpt: missing value" in err
     assert "Traceback" not in err
+    res = run_cli("export", "format=onnx,tflite", "ckpt=x.ckpt", cwd=tmp_path)  # a format this machine cannot write: why, in one line
+    assert res.returncode == 2 and "format=onnx,tflite: tflite is not written by lightplug: it needs TensorFlow" in res.stderr
 
 
 def test_missing_checkpoint_is_one_error_line(tmp_path: Path) -> None:

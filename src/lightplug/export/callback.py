@@ -26,7 +26,7 @@ class ExportCallback(Callback):
 
     Args:
         out_dir: the folder for the files and ``export_report.json`` (``<run_dir>/export``).
-        formats: ``onnx``, ``torchscript`` or both.
+        formats: any of :data:`lightplug.export.FORMATS`.
         opset: ONNX opset.
         dynamic_batch: export with a dynamic batch axis.
         atol, rtol: verification tolerance.
