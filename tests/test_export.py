@@ -6,6 +6,9 @@ that format with one line naming the format and the cause, and a training run su
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -140,6 +143,10 @@ def test_formats_and_target_paths() -> None:
     assert target_paths(ck, ["onnx"], output="out/m.bin") == {"onnx": Path("out/m.bin")}
     assert target_paths(ck, ["onnx", "torchscript"], output="out/m.onnx") == {"onnx": Path("out/m.onnx"), "torchscript": Path("out/m.pt")}
     assert target_paths(ck, ["torchscript"], out_dir="run/export") == {"torchscript": Path("run/export/best.pt")}
+    every = ["onnx", "onnx_int8", "onnx_fp16", "openvino", "torchscript", "pt2"]
+    assert parse_formats(list(reversed(every))) == every
+    assert {k: v.name for k, v in target_paths(ck, every, output="out/m.int8.onnx").items()} == {
+        "onnx": "m.onnx", "onnx_int8": "m.int8.onnx", "onnx_fp16": "m.fp16.onnx", "openvino": "m.xml", "torchscript": "m.pt", "pt2": "m.pt2"}
 
 
 def test_comparison_uses_atol_plus_rtol_and_reports_abs_and_rel() -> None:
@@ -280,7 +287,7 @@ def test_untraceable_model_fails_each_format_with_one_clear_line(mlp_ckpt: Path,
 def test_training_exports_the_best_checkpoint_and_survives_a_failing_format(env: dict[str, str], tmp_path: Path) -> None:
     run = tmp_path / "run"
     res = run_cli("train", "model=tiny_cnn", "model.unexportable=true", "trainer.max_epochs=1", f"hydra.run.dir={run}",
-                  "export.formats=[onnx,torchscript]", "export.benchmark=false", *QUIET, cwd=tmp_path, env=env)
+                  "export.formats=[onnx,torchscript,pt2]", "export.benchmark=false", *QUIET, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "summary.json").is_file()
     export = run / "export"
@@ -294,6 +301,15 @@ def test_training_exports_the_best_checkpoint_and_survives_a_failing_format(env:
     assert rep["formats"]["torchscript"]["ok"] and rep["formats"]["torchscript"]["verification"]["max_abs"] < 1e-4
     assert rep["formats"]["onnx"]["ok"] is False and "erfinv" in rep["formats"]["onnx"]["error"]
     assert rep["settings"]["benchmark"] is False and rep["formats"]["torchscript"]["timing"] is None
+    # the .pt2 holds graph and weights: a fresh process without the local plugin (no LIGHTPLUG_PLUGIN_PATH, no lightplug) runs it
+    assert rep["formats"]["pt2"]["ok"] and rep["formats"]["pt2"]["verification"]["max_abs"] < 1e-4
+    code = ("import sys, torch\n"
+            f"m = torch.export.load({str(export / 'best.pt2')!r}).module()\n"
+            "y = m(torch.zeros(5, 1, 8, 8))\n"
+            "print('SHAPE', list(y.shape), bool(torch.isfinite(y).all()), sorted(k for k in sys.modules if k.startswith(('tiny_cnn', 'lightplug'))))\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTPLUG_", "PYTHONPATH"))}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=clean)
+    assert p.returncode == 0 and "SHAPE [5, 10] True []" in p.stdout, p.stderr[-2000:]
 
 
 @pytest.mark.slow
