@@ -142,3 +142,28 @@ def test_benchmark_refuses_bad_arguments_in_one_line_without_importing_torch(tmp
     assert res.returncode == 0 and "benchmark.json" in res.stdout and "format=F" in res.stdout
     res = run_cli("benchmark", f"run={tmp_path / 'nowhere'}")
     assert res.returncode == 2 and "no such run folder" in res.stderr
+
+
+def test_pt2_loading_never_falls_back_to_the_full_unpickler(tmp_path: Path) -> None:
+    """torch.export.load retries a file the weights-only unpickler refuses with weights_only=False (any code the
+    file holds would run); lightplug loads .pt2 files with every torch.load forced to weights-only."""
+    import io
+    import pickle
+
+    import torch
+
+    from lightplug.export.pt2 import _weights_only
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    data = pickle.dumps({"w": Payload()})
+    with _weights_only(), pytest.raises(pickle.UnpicklingError):
+        torch.load(io.BytesIO(data), weights_only=False)
+    assert not (tmp_path / "ran").exists()
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # restored after the block
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8)))
+    (tmp_path / "x.pt2").write_bytes(data)  # not even a zip archive: one line, before torch reads it
+    res = run_cli("predict", f"model={tmp_path / 'x.pt2'}", f"input={tmp_path / 'x.npy'}")
+    assert res.returncode == 2 and res.stderr.strip() == f"error: model={tmp_path / 'x.pt2'}: not a torch.export file (not a zip archive)"
