@@ -8,6 +8,7 @@ back to the full unpickler for a file the safe one refuses."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -35,7 +36,9 @@ def write_pt2(net: Any, example: Any, path: Path, dynamic_batch: bool, meta: dic
     try:
         with expected_warnings_ignored(), torch.no_grad():
             program = torch.export.export(net, (example,), dynamic_shapes=dynamic, strict=False)
-        torch.export.save(program, str(path), extra_files={"lightplug.meta": json.dumps(meta)})
+        buffer = io.BytesIO()  # saved through a buffer: a file's name becomes the archive's folder, and this one is temporary
+        torch.export.save(program, buffer, extra_files={"lightplug.meta": json.dumps(meta)})
+        path.write_bytes(buffer.getvalue())
     except Exception as exc:  # noqa: BLE001 - torch.export raises many types; each becomes one line
         raise ExportError(f"pt2: {first_line(exc)}") from exc
     return ["torch.export.export (non-strict) saved with torch.export.save"]

@@ -152,6 +152,8 @@ class ExportReport:
             r = self.ratios.get(f"{RUNTIMES[name]}_vs_eager", {})
             speed = f"{_num(r.get('latency_p50'))} / {_num(r.get('throughput'))}" if r else "-"
             status = "[green]ok[/]" if res.ok else "[red]failed[/] (see below)"
+            if res.ok and "agreement" in v:  # int8: checked by the task's answer, not element by element
+                status = f"[green]ok[/] ({v['agreement']:.1%} same answer)"
             table.add_row(name, Path(res.path).name if res.path else "-", _size(res.size_bytes), _sci(v.get("max_abs")), _sci(v.get("max_rel")),
                           _num(t.get("latency_p50_ms")), _num(t.get("latency_p95_ms")), _num(t.get("throughput"), 0), speed, status)
         return table
