@@ -158,7 +158,7 @@ def test_pt2_loading_never_falls_back_to_the_full_unpickler(tmp_path: Path) -> N
         def __reduce__(self) -> tuple[Any, tuple[str]]:
             return (os.system, (f"touch {tmp_path / 'ran'}",))
 
-    data = pickle.dumps({"w": Payload()})
+    data = pickle.dumps({"w": Payload()}, protocol=2)
     with _weights_only(), pytest.raises(pickle.UnpicklingError):
         torch.load(io.BytesIO(data), weights_only=False)
     assert not (tmp_path / "ran").exists()
