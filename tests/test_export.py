@@ -6,6 +6,9 @@ that format with one line naming the format and the cause, and a training run su
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -97,20 +100,29 @@ def test_export_is_a_command_and_its_help_lists_the_keys() -> None:
     assert top.returncode == 0 and "export" in top.stdout
     res = run_cli("export", "--help")
     assert res.returncode == 0
-    for key in ("ckpt=PATH", "format=", "opset=", "dynamic_batch=", "output=", "atol=", "rtol="):
+    for key in ("ckpt=PATH", "format=", "opset=", "dynamic_batch=", "output=", "atol=", "rtol=", "quantization=", "calibration_samples=",
+                "calibration_method="):
         assert key in res.stdout
+    for fmt in ("onnx_int8", "onnx_fp16", "openvino", "pt2"):
+        assert f"\n  {fmt} " in res.stdout
+    for fmt, needs in (("tensorrt", "NVIDIA GPU"), ("coreml", "coremltools"), ("tflite", "TensorFlow")):  # one line each: what it needs
+        line = next(ln for ln in res.stdout.splitlines() if ln.startswith(f"  {fmt} "))
+        assert needs in line
 
 
 def test_bad_export_arguments_are_all_reported_with_exit_code_2(tmp_path: Path) -> None:
-    res = run_cli("export", "format=tflite", "opset=3", "atol=-1", "dynamc_batch=true", cwd=tmp_path)
+    res = run_cli("export", "format=keras", "opset=3", "atol=-1", "dynamc_batch=true", "calibration_method=kl", cwd=tmp_path)
     assert res.returncode == 2
     err = res.stderr
-    assert "format=tflite: unknown export format 'tflite'" in err
+    assert "format=keras: unknown export format 'keras'" in err
+    assert "calibration_method=kl: unknown value 'kl' (minmax, entropy or percentile)" in err
     assert "opset=3: outside the supported range 7..25" in err
     assert "atol=-1: must be greater than 0" in err
     assert "dynamc_batch: unknown key (did you mean dynamic_batch?)" in err
     assert "ckpt: missing value" in err
     assert "Traceback" not in err
+    res = run_cli("export", "format=onnx,tflite", "ckpt=x.ckpt", cwd=tmp_path)  # a format this machine cannot write: why, in one line
+    assert res.returncode == 2 and "format=onnx,tflite: tflite is not written by lightplug: it needs TensorFlow" in res.stderr
 
 
 def test_missing_checkpoint_is_one_error_line(tmp_path: Path) -> None:
@@ -131,6 +143,10 @@ def test_formats_and_target_paths() -> None:
     assert target_paths(ck, ["onnx"], output="out/m.bin") == {"onnx": Path("out/m.bin")}
     assert target_paths(ck, ["onnx", "torchscript"], output="out/m.onnx") == {"onnx": Path("out/m.onnx"), "torchscript": Path("out/m.pt")}
     assert target_paths(ck, ["torchscript"], out_dir="run/export") == {"torchscript": Path("run/export/best.pt")}
+    every = ["onnx", "onnx_int8", "onnx_fp16", "openvino", "torchscript", "pt2"]
+    assert parse_formats(list(reversed(every))) == every
+    assert {k: v.name for k, v in target_paths(ck, every, output="out/m.int8.onnx").items()} == {
+        "onnx": "m.onnx", "onnx_int8": "m.int8.onnx", "onnx_fp16": "m.fp16.onnx", "openvino": "m.xml", "torchscript": "m.pt", "pt2": "m.pt2"}
 
 
 def test_comparison_uses_atol_plus_rtol_and_reports_abs_and_rel() -> None:
@@ -271,7 +287,7 @@ def test_untraceable_model_fails_each_format_with_one_clear_line(mlp_ckpt: Path,
 def test_training_exports_the_best_checkpoint_and_survives_a_failing_format(env: dict[str, str], tmp_path: Path) -> None:
     run = tmp_path / "run"
     res = run_cli("train", "model=tiny_cnn", "model.unexportable=true", "trainer.max_epochs=1", f"hydra.run.dir={run}",
-                  "export.formats=[onnx,torchscript]", "export.benchmark=false", *QUIET, cwd=tmp_path, env=env)
+                  "export.formats=[onnx,torchscript,pt2]", "export.benchmark=false", *QUIET, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "summary.json").is_file()
     export = run / "export"
@@ -285,6 +301,15 @@ def test_training_exports_the_best_checkpoint_and_survives_a_failing_format(env:
     assert rep["formats"]["torchscript"]["ok"] and rep["formats"]["torchscript"]["verification"]["max_abs"] < 1e-4
     assert rep["formats"]["onnx"]["ok"] is False and "erfinv" in rep["formats"]["onnx"]["error"]
     assert rep["settings"]["benchmark"] is False and rep["formats"]["torchscript"]["timing"] is None
+    # the .pt2 holds graph and weights: a fresh process without the local plugin (no LIGHTPLUG_PLUGIN_PATH, no lightplug) runs it
+    assert rep["formats"]["pt2"]["ok"] and rep["formats"]["pt2"]["verification"]["max_abs"] < 1e-4
+    code = ("import sys, torch\n"
+            f"m = torch.export.load({str(export / 'best.pt2')!r}).module()\n"
+            "y = m(torch.zeros(5, 1, 8, 8))\n"
+            "print('SHAPE', list(y.shape), bool(torch.isfinite(y).all()), sorted(k for k in sys.modules if k.startswith(('tiny_cnn', 'lightplug'))))\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTPLUG_", "PYTHONPATH"))}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=clean)
+    assert p.returncode == 0 and "SHAPE [5, 10] True []" in p.stdout, p.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -38,13 +38,18 @@ __all__ = [
     "load_model",
     "train",
     "BestEpochArtifacts",
+    "export_checkpoint",
+    "benchmark_checkpoint",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import build_model, list_models, load_model, train
     from .evaluation.artifacts import BestEpochArtifacts
+    from .export import export_checkpoint
+    from .export.benchmark import benchmark_checkpoint
 
-_LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api", "BestEpochArtifacts": "evaluation.artifacts"}
+_LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api", "BestEpochArtifacts": "evaluation.artifacts",
+         "export_checkpoint": "export", "benchmark_checkpoint": "export.benchmark"}
 
 
 def __getattr__(name: str) -> Any:

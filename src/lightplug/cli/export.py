@@ -1,5 +1,6 @@
-"""``lightplug export ckpt=PATH format=onnx|torchscript [key=value ...]``: export a checkpoint, verify the
-files against eager PyTorch, time them, print a table and write ``export_report.json`` next to them.
+"""``lightplug export ckpt=PATH format=F[,F...] [key=value ...]``: export a checkpoint (onnx, onnx_int8, onnx_fp16, openvino,
+torchscript, pt2), verify the files against eager PyTorch, time them, print a table and write ``export_report.json``
+next to them.
 
 Exit codes: 0 every format was written and verified; 2 bad arguments, an unreadable checkpoint, or a
 format that failed (one ``error:`` line per failed format; the formats that passed are kept).
@@ -13,18 +14,29 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["main", "parse_args", "USAGE"]
+__all__ = ["main", "parse_args", "USAGE", "usage"]
 
-USAGE = """usage: lightplug export ckpt=PATH|run=RUN_DIR [format=onnx|torchscript|onnx,torchscript] [key=value ...]
+USAGE = """usage: lightplug export ckpt=PATH|run=RUN_DIR [format=F[,F...]] [key=value ...]
 
-Export a checkpoint written by `lightplug train` to ONNX and/or TorchScript. Every file is verified
-(onnx.checker; onnxruntime and the reloaded TorchScript module against eager PyTorch on seeded random
-inputs, batch sizes 1 and 7) and timed against eager PyTorch (latency at batch 1, throughput at batch 32).
+Export a checkpoint written by `lightplug train`. Every file is verified against eager PyTorch on seeded
+random inputs, batch sizes 1 and 7 (int8: on the run's validation samples) and timed against it
+(latency at batch 1, throughput at batch 32).
+
+formats:
+  onnx                 fp32 ONNX, run with onnxruntime (CPU)                            -> <stem>.onnx
+  onnx_int8            int8 ONNX: static quantization calibrated on training samples      -> <stem>.int8.onnx
+                       (dynamic without the run's data); checked by top-1/pixel agreement
+  onnx_fp16            fp16 ONNX (float32 input/output), checked on onnxruntime's CPU       -> <stem>.fp16.onnx
+  openvino             OpenVINO IR converted from the ONNX file, run by OpenVINO (CPU)     -> <stem>.xml + .bin
+  torchscript          torch.jit.trace (deprecated in PyTorch; kept for compatibility)     -> <stem>.pt
+  pt2                  torch.export ExportedProgram (torch.export.save)                    -> <stem>.pt2
+not written here:
+{not_written}
 
 keys:
   ckpt=PATH            the checkpoint (best.ckpt or last.ckpt of a run)                  required (or run=)
   run=RUN_DIR          a run folder: its checkpoints/best.ckpt (ckpt=last: last.ckpt)
-  format=F[,F]         onnx, torchscript or both                                        default: onnx
+  format=F[,F]         one or more of the formats above, or all                         default: onnx
   output=FILE          the file to write (several formats: its suffix is replaced)     default: next to ckpt
   opset=N              ONNX opset (7..25)                                               default: 17
   dynamic_batch=BOOL   a dynamic batch axis (checked with batch sizes 1 and 7)          default: true
@@ -32,11 +44,22 @@ keys:
   benchmark=BOOL       time the files against eager PyTorch                             default: true
   bench_seconds=X      timing budget per backend                                        default: 1.0
   seed=N               seed of the compared and timed inputs                            default: 0
+  quantization=Q       onnx_int8: static (calibrated) or dynamic                        default: static
+  calibration_samples=N  onnx_int8: training samples to calibrate on                    default: 256
+  calibration_method=M onnx_int8: minmax, entropy or percentile                         default: minmax
+  int8_min_agreement=X onnx_int8 passes when it gives eager's answer this often        default: 0.97
   model=CODE           the import path (pkg.mod:Name) or local plugin NAME the checkpoint was trained with:
                        naming it allows lightplug to load that code (installed plugins need nothing)
   trust_code=BOOL      load whatever code the checkpoint names                          default: $LIGHTPLUG_TRUST_CODE
 
-example: lightplug export ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt format=onnx,torchscript"""
+example: lightplug export ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt format=onnx,onnx_int8,pt2"""
+
+
+def usage() -> str:
+    """The help text, with one line per format this package does not write."""
+    from ..export.report import NOT_WRITTEN
+
+    return USAGE.format(not_written="\n".join(f"  {name:<20} {why}" for name, why in NOT_WRITTEN.items()))
 
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 _ALIASES = {"formats": "format", "checkpoint": "ckpt", "out": "output"}
@@ -73,19 +96,43 @@ def _seed(text: str) -> int:
 
 
 def _formats(text: str) -> list[str]:
-    from ..export.report import FORMATS
+    from ..export.report import FORMATS, NOT_WRITTEN
 
     names = [f.strip().strip("'\"").lower() for f in text.strip("[] ").split(",") if f.strip()]
+    if names == ["all"]:
+        return list(FORMATS)
     bad = [f for f in names if f not in FORMATS]
+    if bad and bad[0] in NOT_WRITTEN:
+        raise ValueError(f"{bad[0]} is not written by lightplug: it {NOT_WRITTEN[bad[0]]}")
     if bad or not names:
         raise ValueError(f"unknown export format {bad[0]!r}" if bad else "no format given")
     return names
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError("outside 0..1")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"unknown value {text!r}")
+        return text.lower()
+
+    return parse
+
+
 _KEYS: dict[str, Callable[[str], Any]] = {"ckpt": str, "run": str, "format": _formats, "output": str, "opset": _opset, "dynamic_batch": _bool,
                                           "atol": _positive(float), "rtol": _positive(float), "benchmark": _bool,
-                                          "bench_seconds": _positive(float), "seed": _seed, "model": str, "trust_code": _bool}
-_RULES = {"format": "choose from onnx, torchscript; several: format=onnx,torchscript", "opset": "an integer from 7 to 25",
+                                          "bench_seconds": _positive(float), "seed": _seed, "model": str, "trust_code": _bool,
+                                          "quantization": _choice("static", "dynamic"), "calibration_samples": _positive(int),
+                                          "calibration_method": _choice("minmax", "entropy", "percentile"), "int8_min_agreement": _fraction}
+_RULES = {"format": "choose from onnx, onnx_int8, onnx_fp16, openvino, torchscript, pt2 or all; several: format=onnx,pt2",
+          "quantization": "static or dynamic", "calibration_samples": "a whole number > 0", "calibration_method": "minmax, entropy or percentile",
+          "int8_min_agreement": "a number from 0 to 1", "opset": "an integer from 7 to 25",
           "atol": "a number > 0", "rtol": "a number > 0", "bench_seconds": "a number > 0", "seed": "an integer from 0 to 2**32-1",
           "dynamic_batch": "true or false", "benchmark": "true or false", "trust_code": "true or false"}
 
@@ -97,7 +144,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         ConfigError: every problem at once (unknown key, bad value, missing ``ckpt``), one line each.
     """
     opts: dict[str, Any] = {"format": ["onnx"], "output": None, "opset": 17, "dynamic_batch": True, "atol": 1e-4, "rtol": 1e-3,
-                            "benchmark": True, "bench_seconds": 1.0, "seed": 0}
+                            "benchmark": True, "bench_seconds": 1.0, "seed": 0, "quantization": "static", "calibration_samples": 256,
+                            "calibration_method": "minmax", "int8_min_agreement": 0.97}
     problems = []
     for arg in argv:
         key, sep, text = arg.partition("=")
@@ -134,14 +182,16 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """Run ``lightplug export`` with ``argv`` (everything after ``export``); returns the exit code."""
     if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE)
+        print(usage())
         return 0
     opts = parse_args(argv)
     from ..export import ExportError, export_checkpoint
 
     report = export_checkpoint(opts["ckpt"], opts["format"], output=opts["output"], opset=opts["opset"], dynamic_batch=opts["dynamic_batch"],
                                atol=opts["atol"], rtol=opts["rtol"], benchmark=opts["benchmark"], bench_seconds=opts["bench_seconds"],
-                               seed=opts["seed"], model=opts.get("model") or None, trust_code=opts.get("trust_code"))
+                               seed=opts["seed"], model=opts.get("model") or None, trust_code=opts.get("trust_code"),
+                               quantization=opts["quantization"], calibration_samples=opts["calibration_samples"],
+                               calibration_method=opts["calibration_method"], int8_min_agreement=opts["int8_min_agreement"])
     report.print(failures=False)
     failed = [r for r in report.formats.values() if not r.ok]
     if failed:

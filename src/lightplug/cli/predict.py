@@ -1,6 +1,7 @@
-"""``lightplug predict ckpt=PATH|run=RUN_DIR|model=FILE.onnx input=FILE_OR_DIR [topk=3] [output=preds.csv] [batch_size=64]``:
-predictions for image files, ``.npy`` arrays and CSV rows, prepared as the training data was. An ONNX
-file runs through onnxruntime without importing torch or lightning."""
+"""``lightplug predict ckpt=PATH|run=RUN_DIR|model=FILE input=FILE_OR_DIR [topk=3] [output=preds.csv] [batch_size=64]``:
+predictions for image files, ``.npy`` arrays and CSV rows, prepared as the training data was. model=FILE takes
+every file `lightplug export` writes: .onnx (fp32, int8, fp16; run through onnxruntime without importing torch
+or lightning), OpenVINO .xml, torch.export .pt2 and TorchScript .pt."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ __all__ = ["main"]
 _OPTIONS = {
     "ckpt": "a checkpoint file (or best|last with run=)",
     "run": "a run folder: its checkpoints/best.ckpt (or ckpt=last)",
-    "model": "an ONNX file written by `lightplug export` (or a checkpoint file); with ckpt=/run=: the import path (pkg.mod:Name) "
+    "model": "a file written by `lightplug export` (.onnx, .xml, .pt2, .pt) or a checkpoint file; with ckpt=/run=: the import path (pkg.mod:Name) "
              "or local plugin NAME the checkpoint was trained with, naming it allows that code",
     "trust_code": "load whatever code the checkpoint names (true|false; default $LIGHTPLUG_TRUST_CODE)",
     "input": "an image, .npy or .csv file, or a folder of them",
@@ -46,7 +47,7 @@ def _positive_int(opts: dict[str, str], key: str, default: int) -> int:
 
 def _is_model_file(text: str) -> bool:
     """``model=`` names a file (ONNX or checkpoint) rather than the code a checkpoint was trained with."""
-    return text.endswith((".onnx", ".ckpt", ".pt", ".pth")) or "/" in text or os.sep in text or Path(text).is_file()
+    return text.endswith((".onnx", ".xml", ".pt2", ".ckpt", ".pt", ".pth")) or "/" in text or os.sep in text or Path(text).is_file()
 
 
 def _predictor(opts: dict[str, str]) -> Any:
@@ -55,8 +56,17 @@ def _predictor(opts: dict[str, str]) -> Any:
     if model and not names_code and (opts.get("ckpt") or opts.get("run")):
         raise ConfigError("give either model=FILE.onnx or ckpt=/run=, not both")
     if names_code and not (opts.get("ckpt") or opts.get("run")):
-        raise ConfigError(f"model={model}: no such ONNX or checkpoint file",
+        raise ConfigError(f"model={model}: no such exported or checkpoint file",
                           hint=f"to name the code a checkpoint was trained with, give the checkpoint too: ckpt=PATH model={model}")
+    if model and not names_code and model.endswith((".xml", ".pt2")):
+        from ..evaluation.exported import OpenVinoPredictor, ProgramPredictor
+
+        return OpenVinoPredictor(model) if model.endswith(".xml") else ProgramPredictor(model, "pt2")
+    if model and not names_code and model.endswith((".pt", ".pth")):
+        from ..evaluation.exported import ProgramPredictor, is_torchscript_export
+
+        if is_torchscript_export(model):  # a TorchScript file lightplug exported, not a checkpoint
+            return ProgramPredictor(model, "torchscript")
     if model and not names_code and not model.endswith((".ckpt", ".pt", ".pth")):
         from ..evaluation.inference import OnnxPredictor
 

@@ -84,7 +84,8 @@ class DetectionRules:
 
 @dataclass
 class ExportRules:
-    formats: Annotated[list[str], Param(choices=("onnx", "torchscript"), help="formats exported after fit")] = field(default_factory=list)
+    formats: Annotated[list[str], Param(choices=("onnx", "onnx_int8", "onnx_fp16", "openvino", "torchscript", "pt2"),
+                                         help="formats exported after fit")] = field(default_factory=list)
     opset: Annotated[int, Param(ge=7, le=25, help="ONNX opset")] = 17
     dynamic_batch: Annotated[bool, Param(help="export with a dynamic batch axis")] = True
     atol: Annotated[float, Param(gt=0, help="verification: absolute tolerance")] = 1e-4

@@ -27,10 +27,12 @@ import numpy as np
 from ..errors import CheckpointError, DataError
 from .inputs import InputReader, Sample, collect_files, input_shape
 
-__all__ = ["Predictor", "TorchPredictor", "OnnxPredictor", "predict_files", "rows_for", "ONNX_META_KEY"]
+__all__ = ["Predictor", "TorchPredictor", "OnnxPredictor", "RawOutputPredictor", "predict_files", "rows_for", "ONNX_META_KEY"]
 
 #: Metadata key of an ONNX file holding the JSON self-description (as in the checkpoint's ``lightplug`` section).
 ONNX_META_KEY = "lightplug.meta"
+#: The same key as the extra file of a TorchScript or ``.pt2`` file.
+META_KEY_NAME = ONNX_META_KEY
 
 
 class Predictor:
@@ -96,8 +98,21 @@ class TorchPredictor(Predictor):
                 for d in dets]
 
 
-class OnnxPredictor(Predictor):
-    """An ONNX file exported by lightplug, run with onnxruntime (no torch, no lightning)."""
+class RawOutputPredictor(Predictor):
+    """An exported file: detection outputs are decoded in numpy from the layout its plugin declared."""
+
+    def detect(self, batch: np.ndarray, settings: Any) -> list[dict[str, np.ndarray]]:
+        from .boxes import decode_raw
+
+        fmt = self.meta.get("raw_output_format")
+        if not fmt:
+            raise DataError("this exported file holds raw detector outputs in a layout lightplug does not know (its plugin declares no "
+                            "raw_output_format)", hint="predict with the checkpoint instead: lightplug predict ckpt=... input=...")
+        return decode_raw(self(batch), str(fmt), settings.conf, settings.iou, settings.max_det)
+
+
+class OnnxPredictor(RawOutputPredictor):
+    """An ONNX file exported by lightplug (fp32, int8 or fp16), run with onnxruntime (no torch, no lightning)."""
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime as ort
@@ -131,16 +146,6 @@ class OnnxPredictor(Predictor):
             pad = np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
             outs.append(np.asarray(self.session.run(None, {self.input_name: np.concatenate([chunk, pad])})[0])[: len(chunk)])
         return np.concatenate(outs)
-
-
-    def detect(self, batch: np.ndarray, settings: Any) -> list[dict[str, np.ndarray]]:
-        from .boxes import decode_raw
-
-        fmt = self.meta.get("raw_output_format")
-        if not fmt:
-            raise DataError("this ONNX file holds raw detector outputs in a layout lightplug does not know (its plugin declares no "
-                            "raw_output_format)", hint="predict with the checkpoint instead: lightplug predict ckpt=... input=...")
-        return decode_raw(self(batch), str(fmt), settings.conf, settings.iou, settings.max_det)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -20,15 +20,17 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ._util import first_line
-from .report import FORMATS, REPORT_NAME, SUFFIXES, ExportError, ExportReport, FormatResult
+from .report import FORMATS, NOT_WRITTEN, REPORT_NAME, SUFFIXES, ExportError, ExportReport, FormatResult
 
-__all__ = ["export_checkpoint", "ExportReport", "FormatResult", "ExportError", "FORMATS", "parse_formats", "target_paths"]
+__all__ = ["export_checkpoint", "ExportReport", "FormatResult", "ExportError", "FORMATS", "NOT_WRITTEN", "parse_formats", "target_paths",
+           "load_runner"]
 
 #: Batch sizes compared when the batch axis is dynamic.
 DYNAMIC_BATCHES = (1, 7)
@@ -70,7 +72,8 @@ def target_paths(checkpoint: str | os.PathLike[str], formats: list[str], out_dir
             return {f: out / f"{ckpt.stem}{SUFFIXES[f]}" for f in formats}
         if len(formats) == 1:
             return {formats[0]: out}
-        base = out.with_suffix("") if out.suffix in SUFFIXES.values() else out
+        known = next((x for x in sorted(SUFFIXES.values(), key=len, reverse=True) if out.name.endswith(x) and out.name != x), None)
+        base = out.with_name(out.name[: -len(known)]) if known else out
         return {f: base.with_name(base.name + SUFFIXES[f]) for f in formats}
     folder = Path(out_dir) if out_dir else ckpt.parent
     return {f: folder / f"{ckpt.stem}{SUFFIXES[f]}" for f in formats}
@@ -94,7 +97,7 @@ def _versions() -> dict[str, Any]:
 
     out: dict[str, Any] = {"lightplug": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
                            "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
-    for dist in ("onnx", "onnxruntime"):  # read from metadata: nothing is imported for a TorchScript-only export
+    for dist in ("onnx", "onnxruntime", "openvino"):  # read from metadata: nothing is imported for a TorchScript-only export
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -110,65 +113,233 @@ def _load_average() -> float | None:
         return None
 
 
-def _export_one(fmt: str, net: Any, example: Any, path: Path, inputs: list[tuple[dict[str, Any], Any]], reference: list[Any],
-                meta: dict[str, Any], opset: int, dynamic_batch: bool, atol: float, rtol: float) -> tuple[FormatResult, Any]:
-    """Write one format to a temporary file beside ``path``, verify it, and only then rename it to ``path``:
-    a failed or refused export never removes or replaces a file an earlier export wrote and verified.
-    Every failure becomes ``FormatResult.error`` (one line)."""
-    import torch
+#: Formats converted from the fp32 ONNX graph.
+FROM_ONNX = ("onnx_int8", "onnx_fp16", "openvino")
+#: Verification tolerance of the fp16 ONNX file (at least this loose, whatever atol/rtol say): float16 keeps
+#: 11 significant bits, so logits of a few units differ by up to about 1e-2.
+FP16_TOLERANCE = (2e-2, 2e-2)
 
-    from . import exporters, verify
 
+def _files(fmt: str, path: Path) -> list[Path]:
+    return [path, path.with_suffix(".bin")] if fmt == "openvino" else [path]
+
+
+def _export_one(fmt: str, path: Path, write: Callable[[Path], tuple[list[str], list[str]]], load: Callable[[str], Any],
+                check: Callable[[Any], dict[str, Any]]) -> tuple[FormatResult, Any]:
+    """Write one format to a temporary file beside ``path`` (``write(tmp) -> (notes, checks)``), load it
+    (``load(file) -> runner``), verify it (``check(runner) -> verification``), and only then rename it to
+    ``path``: a failed or refused export never removes or replaces a file an earlier export wrote and
+    verified. Every failure becomes ``FormatResult.error`` (one line)."""
     res, start, runner = FormatResult(fmt), time.perf_counter(), None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name.split('.')[0]}.{os.getpid()}.{os.urandom(4).hex()}.tmp{SUFFIXES.get(fmt, path.suffix)}")
     try:
-        try:
-            if fmt == "onnx":
-                import onnx  # noqa: F401 - fail early and clearly when the extra is missing
-                import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            raise ExportError(f"onnx: needs the packages onnx and onnxruntime ({exc.name or 'onnx'} is missing; pip install 'lightplug[export]')") from exc
-        check_inputs = [x for _, x in inputs]
-        if fmt == "onnx":
-            notes = exporters.write_onnx(net, example, tmp, opset, dynamic_batch, meta)
-            extra = verify.check_onnx_file(str(tmp), dynamic_batch)
-            runner = verify.onnx_runner(str(tmp), torch.get_num_threads())
-        else:
-            notes = exporters.write_torchscript(net, example, tmp, check_inputs, {**meta, "opset": None})
-            extra = ["torch.jit.trace sanity check on every compared input passed", "reloaded with torch.jit.load"]
-            runner = verify.torchscript_runner(str(tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        notes, extra = write(tmp)
+        runner = load(str(tmp))
         res.warnings = notes
-        try:
-            res.verification = verify.verify(fmt, reference, runner, inputs, atol, rtol)
-        except ExportError as exc:
-            hint = exporters.tracer_hint(notes)
-            raise ExportError(f"{exc}; the tracer warned: {hint}" if hint else str(exc)) from exc
-        res.verification["checks"] = extra + [f"outputs match eager PyTorch on {len(inputs)} inputs"]
-        os.replace(tmp, path)  # verified: only now does it take the place of an earlier file
-        res.ok, res.path, res.size_bytes = True, str(path), path.stat().st_size
+        res.verification = check(runner)
+        res.verification["checks"] = extra + res.verification.get("checks", [])
+        for src, dst in zip(_files(fmt, tmp), _files(fmt, path), strict=True):
+            os.replace(src, dst)  # verified: only now does it take the place of an earlier file
+        if fmt == "openvino":  # reload from its final name (the IR reads its .bin by name)
+            runner = load(str(path))
+        res.ok, res.path, res.size_bytes = True, str(path), sum(f.stat().st_size for f in _files(fmt, path))
     except ExportError as exc:
         res.error, runner = str(exc), None
     except Exception as exc:  # noqa: BLE001 - a failing format must never stop the others
         res.error, runner = f"{fmt}: {first_line(exc)}", None
     finally:
-        tmp.unlink(missing_ok=True)  # a file that is not verified is not left behind
+        for f in _files(fmt, tmp):
+            f.unlink(missing_ok=True)  # a file that is not verified is not left behind
     if not res.ok and path.is_file():
         res.error = f"{res.error}; the earlier {path} is kept"
     res.seconds = round(time.perf_counter() - start, 3)
     return res, runner
 
 
+def _needs(fmt: str, *modules: str) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            what = f"the packages {' and '.join(modules)}" if len(modules) > 1 else f"the package {modules[0]}"
+            raise ExportError(f"{fmt}: needs {what} ({exc.name or name} is missing; pip install 'lightplug[export]')") from exc
+
+
+@dataclass
+class _Context:
+    """What every format's writer and check need."""
+
+    fmt_meta: dict[str, Any]
+    net: Any
+    example: Any
+    inputs: list[tuple[dict[str, Any], Any]]
+    reference: list[Any]
+    opset: int
+    dynamic_batch: bool
+    atol: float
+    rtol: float
+    threads: int
+    task: str
+    eager: Any
+    run_data: Any
+    data_note: str | None
+    quantization: str
+    calibration_samples: int
+    calibration_method: str
+    seed: int
+    min_agreement: float
+    check_samples: int
+    onnx_source: Path | None = None
+    onnx_error: str | None = None
+
+
+def load_runner(fmt: str, path: str, threads: int | None = None) -> Any:
+    """A runner for an exported file (takes a torch batch, returns the outputs as numpy arrays).
+
+    Example:
+        >>> run = load_runner("openvino", "checkpoints/best.xml")  # doctest: +SKIP
+        >>> run(torch.zeros(1, 64))[0].shape  # doctest: +SKIP
+        (1, 10)
+    """
+    import torch
+
+    from . import verify
+
+    threads = threads or torch.get_num_threads()
+    if fmt.startswith("onnx"):
+        return verify.onnx_runner(path, threads)
+    if fmt == "openvino":
+        from .openvino_ir import openvino_runner
+
+        return openvino_runner(path, threads)
+    if fmt == "pt2":
+        from .pt2 import pt2_runner
+
+        return pt2_runner(path)
+    if fmt == "torchscript":
+        return verify.torchscript_runner(path)
+    raise ExportError(f"format={fmt}: unknown export format (choose from {', '.join(FORMATS)})")
+
+
+def _plan(fmt: str, ctx: _Context) -> tuple[Callable[[Path], tuple[list[str], list[str]]], Callable[[str], Any], Callable[[Any], dict[str, Any]]]:
+    """``(write, load, check)`` of one format for :func:`_export_one`."""
+    from . import exporters, verify
+
+    def elementwise(atol: float, rtol: float) -> Callable[[Any], dict[str, Any]]:
+        def check(runner: Any) -> dict[str, Any]:
+            try:
+                out = verify.verify(fmt, ctx.reference, runner, ctx.inputs, atol, rtol)
+            except ExportError as exc:
+                hint = exporters.tracer_hint(notes)
+                raise ExportError(f"{exc}; the tracer warned: {hint}" if hint else str(exc)) from exc
+            out["checks"] = [f"outputs match eager PyTorch on {len(ctx.inputs)} inputs"]
+            return out
+        return check
+
+    notes: list[str] = []
+    load = lambda p: load_runner(fmt, p, ctx.threads)  # noqa: E731
+    if fmt == "onnx":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            _needs(fmt, "onnx", "onnxruntime")
+            notes[:] = exporters.write_onnx(ctx.net, ctx.example, tmp, ctx.opset, ctx.dynamic_batch, ctx.fmt_meta)
+            return notes, verify.check_onnx_file(str(tmp), ctx.dynamic_batch)
+        return write, load, elementwise(ctx.atol, ctx.rtol)
+    if fmt == "torchscript":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            notes[:] = exporters.write_torchscript(ctx.net, ctx.example, tmp, [x for _, x in ctx.inputs], {**ctx.fmt_meta, "opset": None})
+            return notes, ["torch.jit.trace sanity check on every compared input passed", "reloaded with torch.jit.load"]
+        return write, load, elementwise(ctx.atol, ctx.rtol)
+    if fmt == "pt2":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            from .pt2 import write_pt2
+
+            notes[:] = write_pt2(ctx.net, ctx.example, tmp, ctx.dynamic_batch, {**ctx.fmt_meta, "opset": None})
+            return notes, ["reloaded with torch.export.load"]
+        return write, load, elementwise(ctx.atol, ctx.rtol)
+    source = ctx.onnx_source
+    assert source is not None
+    if fmt == "onnx_fp16":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            from .quantize import write_onnx_fp16
+
+            notes[:] = write_onnx_fp16(source, tmp)
+            return notes, verify.check_onnx_file(str(tmp), ctx.dynamic_batch, fmt)
+        return write, load, elementwise(max(ctx.atol, FP16_TOLERANCE[0]), max(ctx.rtol, FP16_TOLERANCE[1]))
+    if fmt == "openvino":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            from .openvino_ir import write_openvino
+
+            notes[:] = write_openvino(source, tmp, ctx.fmt_meta)
+            return notes, ["read and compiled by the OpenVINO runtime (CPU, f32 precision)"]
+        return write, load, elementwise(ctx.atol, ctx.rtol)
+    if fmt == "onnx_int8":
+        def write(tmp: Path) -> tuple[list[str], list[str]]:
+            from .quantize import CALIBRATION_METHODS, write_onnx_int8
+
+            _needs(fmt, "onnxruntime.quantization")
+            if ctx.calibration_method not in CALIBRATION_METHODS:
+                raise ExportError(f"onnx_int8: calibration_method={ctx.calibration_method}: choose from {', '.join(CALIBRATION_METHODS)}")
+            why = ("quantization=dynamic" if ctx.quantization == "dynamic" else ctx.data_note if ctx.run_data is None
+                   else "the input is not floating point" if not ctx.example.dtype.is_floating_point else None)
+            batches = None if why else ctx.run_data.calibration(ctx.calibration_samples, 32 if ctx.dynamic_batch else 1, ctx.seed)
+            notes[:] = write_onnx_int8(source, tmp, batches, ctx.calibration_method, why)
+            return notes, verify.check_onnx_file(str(tmp), ctx.dynamic_batch, fmt)
+        return write, load, lambda runner: _check_int8(runner, ctx)
+    raise ExportError(f"format={fmt}: unknown export format (choose from {', '.join(FORMATS)})")
+
+
+def _check_int8(runner: Any, ctx: _Context) -> dict[str, Any]:
+    """The int8 file's outputs have eager's shapes on every random input, and give eager's answer on at least
+    ``min_agreement`` of the validation samples (of the random inputs when the run's data is not there)."""
+    import numpy as np
+
+    from .rundata import agreement, run_batched
+    from .verify import compare
+
+    for (desc, x), ref in zip(ctx.inputs, ctx.reference, strict=True):
+        got = runner(x)
+        if [tuple(g.shape) for g in got] != [tuple(r.shape) for r in ref]:
+            raise ExportError(f"onnx_int8: output shapes {[list(g.shape) for g in got]} instead of {[list(r.shape) for r in ref]} "
+                              f"on an input of batch {desc['batch']}")
+    fixed = None if ctx.dynamic_batch else int(ctx.example.shape[0])
+    if ctx.run_data is not None:
+        pairs = [(x, None) for x, _ in ctx.run_data.validation(ctx.check_samples)]
+        on = "validation samples"
+    else:
+        pairs, on = [(x, None) for _, x in ctx.inputs], "random inputs (the run's data is not available)"
+    refs = [run_batched(ctx.eager, x, None) for x, _ in pairs]
+    gots = [run_batched(runner, x, fixed) for x, _ in pairs]
+    ref, got = np.concatenate(refs), np.concatenate(gots)
+    agree = agreement(ctx.task, ref, got)
+    max_abs, max_rel, _ = compare(ref, got, ctx.atol, ctx.rtol)
+    what = "top-1 agreement" if ctx.task == "classification" else "pixel agreement" if ctx.task == "segmentation" else "agreement"
+    out = {"max_abs": max_abs, "max_rel": max_rel, "agreement": agree, "min_agreement": ctx.min_agreement, "samples": int(len(ref)),
+           "on": on, "checks": [f"output shapes match eager on {len(ctx.inputs)} random inputs",
+                                f"{what} with eager {agree:.4f} on {len(ref)} {on}"]}
+    if agree < ctx.min_agreement:
+        why = ("; a detector's raw head outputs (box coordinates and class scores) are compared value by value, as no "
+               "box-level int8 check exists yet" if ctx.task == "detection" else "")
+        raise ExportError(f"onnx_int8: {what} with eager PyTorch is {agree:.4f} on {len(ref)} {on}, below "
+                          f"int8_min_agreement={ctx.min_agreement:g} (max abs diff {max_abs:.3g}){why}")
+    return out
+
+
 def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterable[str] = ("onnx",), *,
                       out_dir: str | os.PathLike[str] | None = None, output: str | os.PathLike[str] | None = None,
                       opset: int = 17, dynamic_batch: bool = True, atol: float = 1e-4, rtol: float = 1e-3,
                       benchmark: bool = True, bench_seconds: float = 1.0, throughput_batch: int = 32, seed: int = 0,
-                      model: str | None = None, trust_code: bool | None = None) -> ExportReport:
+                      model: str | None = None, trust_code: bool | None = None, quantization: str = "static",
+                      calibration_samples: int = 256, calibration_method: str = "minmax", int8_min_agreement: float = 0.97,
+                      int8_check_samples: int = 512, run_data: Any = None) -> ExportReport:
     """Export a checkpoint to each format, verify every file, time it against eager PyTorch and write
     ``export_report.json`` next to the files.
 
     Args:
         checkpoint: a ``best.ckpt``/``last.ckpt`` written by ``lightplug train``.
-        formats: ``onnx``, ``torchscript`` or both (list or comma-separated).
+        formats: any of :data:`FORMATS` (list or comma-separated).
         out_dir: folder for the files (default: the checkpoint's folder); see :func:`target_paths`.
         output: the file to write (one format) or its base name (several).
         opset: ONNX opset.
@@ -180,6 +351,12 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
         seed: seed of the compared and timed inputs.
         model, trust_code: consent to load the code of a model trained from an import path (``model="pkg.mod:Name"``)
             or a local plugin (``model="NAME"``), see :mod:`lightplug.trust`; installed plugins need nothing.
+        quantization: ``static`` (calibrated) or ``dynamic`` int8 (see :mod:`lightplug.export.quantize`).
+        calibration_samples, calibration_method: static int8: how many training samples, and ``minmax``,
+            ``entropy`` or ``percentile``.
+        int8_min_agreement: the int8 file passes when it gives eager's answer (top-1 class, class per pixel, or a
+            value within 0.1 standard deviations) on at least this share of ``int8_check_samples`` validation samples.
+        run_data: the run's data (:class:`lightplug.export.rundata.RunData`) when the caller has it already.
 
     Returns:
         The report; a failed format has ``ok=False`` and a one-line ``error`` (nothing is raised for it).
@@ -234,17 +411,45 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], formats: str | Iterabl
         input={**inp, "source": source, "export_batch": int(example.shape[0])},
         settings={"formats": fmts, "opset": opset, "dynamic_batch": dynamic_batch, "atol": atol, "rtol": rtol, "seed": seed,
                   "benchmark": benchmark, "bench_seconds": bench_seconds, "latency_batch": 1,
-                  "throughput_batch": throughput_batch if dynamic_batch else 1, "torch_threads": torch.get_num_threads()},
+                  "throughput_batch": throughput_batch if dynamic_batch else 1, "torch_threads": torch.get_num_threads(),
+                  "fp16_tolerance": list(FP16_TOLERANCE), "quantization": quantization, "calibration_samples": calibration_samples,
+                  "calibration_method": calibration_method, "int8_min_agreement": int8_min_agreement},
         versions=_versions(),
         eager={"checkpoint_bytes": _source_bytes(checkpoint), "parameters": sum(p.numel() for p in net.parameters()),
                "weights_bytes": sum(t.numel() * t.element_size() for t in net.state_dict().values())},
     )
+    threads = torch.get_num_threads()
+    data_note: str | None = None
+    if "onnx_int8" in fmts and run_data is None:
+        from .rundata import load_run_data
+
+        run_data, data_note = load_run_data(meta)
+    ctx = _Context(fmt_meta=file_meta, net=to_export, example=example, inputs=inputs, reference=reference, opset=opset,
+                   dynamic_batch=dynamic_batch, atol=atol, rtol=rtol, threads=threads, task=str(meta.get("task") or ""),
+                   eager=eager, run_data=run_data, data_note=data_note, quantization=quantization,
+                   calibration_samples=calibration_samples, calibration_method=calibration_method, seed=seed,
+                   min_agreement=int8_min_agreement, check_samples=int8_check_samples)
     runners: dict[str, Any] = {}
-    for fmt in fmts:
-        res, runner = _export_one(fmt, to_export, example, paths[fmt], inputs, reference, file_meta, opset, dynamic_batch, atol, rtol)
-        report.formats[fmt] = res
-        if runner is not None:
-            runners[fmt] = runner
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lightplug-export-") as scratch:
+        for fmt in fmts:
+            if fmt in FROM_ONNX and ctx.onnx_source is None and ctx.onnx_error is None:
+                if report.formats.get("onnx") is not None and report.formats["onnx"].ok:
+                    ctx.onnx_source = Path(str(report.formats["onnx"].path))
+                else:  # the fp32 graph to convert from, verified like the onnx format, then thrown away
+                    src, _ = _export_one("onnx", Path(scratch) / "source.onnx", *_plan("onnx", ctx))
+                    ctx.onnx_source, ctx.onnx_error = (Path(str(src.path)), None) if src.ok else (None, src.error)
+            if fmt in FROM_ONNX and ctx.onnx_source is None:
+                res, runner = FormatResult(fmt, error=f"{fmt}: the fp32 ONNX graph it is converted from failed: "
+                                                      f"{(ctx.onnx_error or '').removeprefix('onnx: ')}"), None
+            else:
+                res, runner = _export_one(fmt, paths[fmt], *_plan(fmt, ctx))
+                if fmt == "onnx" and res.ok:
+                    ctx.onnx_source = Path(str(res.path))
+            report.formats[fmt] = res
+            if runner is not None:
+                runners[fmt] = runner
     if benchmark and runners:
         before = _load_average()
         timings = bench.benchmark({"eager": eager, **runners}, example, throughput_batch=report.settings["throughput_batch"],

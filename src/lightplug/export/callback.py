@@ -26,7 +26,7 @@ class ExportCallback(Callback):
 
     Args:
         out_dir: the folder for the files and ``export_report.json`` (``<run_dir>/export``).
-        formats: ``onnx``, ``torchscript`` or both.
+        formats: any of :data:`lightplug.export.FORMATS`.
         opset: ONNX opset.
         dynamic_batch: export with a dynamic batch axis.
         atol, rtol: verification tolerance.
@@ -83,7 +83,9 @@ class ExportCallback(Callback):
             if res.ok:
                 v, r = res.verification or {}, self.report.ratios.get(f"{RUNTIMES[fmt]}_vs_eager") or {}
                 speed = f"; {r['latency_p50']:.2f}x eager speed at batch 1, {r['throughput']:.2f}x at batch 32" if r.get("latency_p50") and r.get("throughput") else ""
-                log.info("export %s: %s (max abs diff %.2g, max rel diff %.2g vs eager PyTorch%s)", fmt, res.path, v.get("max_abs"), v.get("max_rel"), speed)
+                agree = f", answer agreement {v['agreement']:.4f} on {v['samples']} {v['on']}" if "agreement" in v else ""
+                log.info("export %s: %s (max abs diff %.2g, max rel diff %.2g vs eager PyTorch%s%s)", fmt, res.path, v.get("max_abs"), v.get("max_rel"),
+                         agree, speed)
             else:
                 log.error("export %s failed: %s", fmt, (res.error or "").removeprefix(f"{fmt}: "))
         if self.report.busy_note():

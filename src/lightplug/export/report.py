@@ -11,16 +11,24 @@ from typing import Any
 
 from ..errors import LightplugError
 
-__all__ = ["ExportError", "FormatResult", "ExportReport", "FORMATS", "SUFFIXES", "REPORT_NAME"]
+__all__ = ["ExportError", "FormatResult", "ExportReport", "FORMATS", "SUFFIXES", "REPORT_NAME", "NOT_WRITTEN", "RUNTIMES"]
 
-#: Formats lightplug exports, in the order they are written.
-FORMATS = ("onnx", "torchscript")
-#: File suffix of each format.
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+#: Formats lightplug exports, in the order they are written (the int8 and fp16 ONNX files and the OpenVINO IR
+#: are converted from the fp32 ONNX graph).
+FORMATS = ("onnx", "onnx_int8", "onnx_fp16", "openvino", "torchscript", "pt2")
+#: File suffix of each format (``openvino`` writes ``.xml`` and its weights beside it as ``.bin``).
+SUFFIXES = {"onnx": ".onnx", "onnx_int8": ".int8.onnx", "onnx_fp16": ".fp16.onnx", "openvino": ".xml", "torchscript": ".pt", "pt2": ".pt2"}
+#: Formats lightplug knows but this package does not write, with what each needs (``lightplug export --help``).
+NOT_WRITTEN = {
+    "tensorrt": "needs an NVIDIA GPU with TensorRT to build and check the engine (onnx_fp16 is the file to give trtexec)",
+    "coreml": "needs coremltools, and a real check needs Apple's Core ML runtime (macOS)",
+    "tflite": "needs TensorFlow (or ai-edge-torch) to convert and the TFLite interpreter to check it",
+}
 #: Name of the JSON report written next to the exported files.
 REPORT_NAME = "export_report.json"
 #: Backend that runs each format in verification and benchmarks.
-RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torchscript"}
+RUNTIMES = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime_int8", "onnx_fp16": "onnxruntime_fp16", "openvino": "openvino",
+            "torchscript": "torchscript", "pt2": "torch_export"}
 
 
 class ExportError(LightplugError):
@@ -32,13 +40,14 @@ class FormatResult:
     """The outcome of one format: the verified file, or the one-line reason it failed.
 
     Attributes:
-        format: ``onnx`` or ``torchscript``.
+        format: one of :data:`FORMATS`.
         path: the written file (``None`` when it failed: a file that fails verification is deleted).
         ok: written *and* verified within tolerance.
         error: one line naming the format and the cause, when not ``ok``.
         size_bytes: size of the file.
         verification: ``max_abs``, ``max_rel``, ``atol``, ``rtol``, ``inputs`` (each compared input:
-            batch, shape, dtype, seed and its own differences), ``checks`` (what else was checked).
+            batch, shape, dtype, seed and its own differences), ``checks`` (what else was checked); for
+            ``onnx_int8`` the task-level check instead (``agreement``, ``min_agreement``, ``samples``, ``on``).
         timing: ``latency_p50_ms``, ``latency_p95_ms`` (batch 1), ``throughput`` (samples/s at the
             throughput batch) and how many calls were timed.
         warnings: warnings raised while writing it (``Category: file:line: text``), e.g. the tracer's.
@@ -143,6 +152,8 @@ class ExportReport:
             r = self.ratios.get(f"{RUNTIMES[name]}_vs_eager", {})
             speed = f"{_num(r.get('latency_p50'))} / {_num(r.get('throughput'))}" if r else "-"
             status = "[green]ok[/]" if res.ok else "[red]failed[/] (see below)"
+            if res.ok and "agreement" in v:  # int8: checked by the task's answer, not element by element
+                status = f"[green]ok[/] ({v['agreement']:.1%} same answer)"
             table.add_row(name, Path(res.path).name if res.path else "-", _size(res.size_bytes), _sci(v.get("max_abs")), _sci(v.get("max_rel")),
                           _num(t.get("latency_p50_ms")), _num(t.get("latency_p95_ms")), _num(t.get("throughput"), 0), speed, status)
         return table

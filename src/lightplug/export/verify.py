@@ -197,7 +197,7 @@ def verify(fmt: str, reference: Sequence[list[Any]], candidate: Runner, inputs: 
     return {"max_abs": worst_abs, "max_rel": worst_rel, "atol": atol, "rtol": rtol, "inputs": compared}
 
 
-def check_onnx_file(path: str, dynamic_batch: bool) -> list[str]:
+def check_onnx_file(path: str, dynamic_batch: bool, fmt: str = "onnx") -> list[str]:
     """``onnx.checker.check_model`` on the file, and that the batch axis is dynamic when asked for.
 
     Returns:
@@ -211,14 +211,14 @@ def check_onnx_file(path: str, dynamic_batch: bool) -> list[str]:
     try:
         onnx.checker.check_model(path)
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and C++ errors
-        raise ExportError(f"onnx: onnx.checker rejected the file: {first_line(exc)}") from exc
+        raise ExportError(f"{fmt}: onnx.checker rejected the file: {first_line(exc)}") from exc
     checks = ["onnx.checker.check_model passed"]
     if dynamic_batch:
         graph = onnx.load(path, load_external_data=False).graph
         for value in list(graph.input) + list(graph.output):
             dim = value.type.tensor_type.shape.dim[0]
             if not dim.dim_param:
-                raise ExportError(f"onnx: the batch axis of {value.name!r} is fixed to {dim.dim_value} although dynamic_batch=true")
+                raise ExportError(f"{fmt}: the batch axis of {value.name!r} is fixed to {dim.dim_value} although dynamic_batch=true")
         checks.append("batch axis is dynamic in every input and output")
     return checks
 
