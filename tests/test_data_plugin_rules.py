@@ -81,8 +81,15 @@ class WrongFacts(NoCheck):
 
     def facts(self, cfg):
         return {"in_features": 4, "num_classes": 2, "label_names": ["a", "b"]}
+
+
+class BrokenFacts(NoCheck):
+    """A bug in facts(): not a DataError."""
+
+    def facts(self, cfg):
+        return {"in_features": 6}["num_classes"]
 '''
-NAMES = {"old_package": "OldPackage", "no_check": "NoCheck", "no_preprocessing": "NoPreprocessing", "wrong_facts": "WrongFacts"}
+NAMES = {"old_package": "OldPackage", "no_check": "NoCheck", "no_preprocessing": "NoPreprocessing", "wrong_facts": "WrongFacts", "broken_facts": "BrokenFacts"}
 
 
 @pytest.fixture
@@ -144,3 +151,10 @@ def test_check_plugin_compares_facts_with_the_labels_and_the_width_of_the_batche
     status, reason = _report("wrong_facts")["facts_match"]
     assert status == "FAIL", reason
     assert "in_features=4 but the batch has 6" in reason and "num_classes=2 but the targets seen range over [0, 2]" in reason
+
+
+def test_a_bug_in_facts_is_one_line_naming_the_plugin(site: Path, tmp_path: Path) -> None:
+    out = run_cli("train", "model=mlp", "data=broken_facts", cwd=tmp_path, env=_env(site, tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == ["error: data plugin lp_rule_data.BrokenFacts failed to compute its facts: KeyError: 'num_classes' "
+                                               "(raise lightplug.DataError for a problem of the user's data; --debug shows the traceback)"]

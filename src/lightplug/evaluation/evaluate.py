@@ -88,7 +88,9 @@ def build_datamodule(meta: dict[str, Any], name: str | None = None, overrides: d
     data_name, values = data_config_from_meta(meta, name, overrides)
     loaded = _data_plugin(data_name, from_file=not name)
     plugin = loaded.instantiate(values)
-    facts = dict(plugin.facts(plugin.cfg))
+    from ..config.values import data_facts
+
+    facts = data_facts(plugin)
     try:
         dm = plugin.build(plugin.cfg)
     except LightplugError:
