@@ -138,10 +138,9 @@ def _facts_match(st: _State) -> str:
     batch = st.batches.get("val") or st.batches.get("train")
     if batch is None or st.facts is None:
         raise Skip("needs passing facts and batch checks")
-    facts, x = st.facts, batch["input"]
+    facts, x, y = st.facts, batch["input"], batch["target"]
     task = facts.get("task") or st.loaded.task
-    ys = [b["target"] for b in st.batches.values() if torch.is_tensor(b["target"])]
-    y = torch.cat([t.reshape(len(t), -1) if t.ndim > 1 else t for t in ys]) if len({t.ndim for t in ys}) == 1 and ys else batch["target"]
+    ys = [b["target"].reshape(-1) for b in st.batches.values() if torch.is_tensor(b["target"])]  # the labels of both batches
     problems: list[str] = []
     matched: list[str] = []
 
@@ -155,8 +154,8 @@ def _facts_match(st: _State) -> str:
         expect("in_channels", int(x.shape[1]))
         if x.shape[2] == x.shape[3]:
             expect("image_size", int(x.shape[2]))
-    if torch.is_tensor(y) and task in ("classification", "segmentation") and not y.dtype.is_floating_point and "num_classes" in facts:
-        seen = y
+    if ys and task in ("classification", "segmentation") and not ys[0].dtype.is_floating_point and "num_classes" in facts:
+        seen = torch.cat(ys)
         if seen.numel() and (int(seen.min()) < 0 or int(seen.max()) >= facts["num_classes"]):
             problems.append(f"num_classes={facts['num_classes']} but the targets seen range over [{int(seen.min())}, {int(seen.max())}]")
         else:
