@@ -197,8 +197,9 @@ def test_cli_json_report_and_exit_0_for_a_good_plugin(plugin_dir: Path, capsys: 
 def test_data_and_callback_plugins_get_their_own_checks(plugin_dir: Path) -> None:
     digits = check_plugin("digits", kind="data", registry=Registry())
     assert digits.ok, "\n".join(digits.lines())
-    assert digits.names() == ["load", "schema", "facts", "build", "train_batch", "val_batch", "facts_match"]
+    assert digits.names() == ["load", "schema", "facts", "build", "train_batch", "val_batch", "facts_match", "preprocessing"]
     assert "input (64, 1, 8, 8)" in digits["train_batch"].reason
+    assert "predict reads a sample written as .npy into the batches' input (1, 8, 8)" in digits["preprocessing"].reason
 
     tuples = check_plugin("tuples", kind="data", registry=Registry())
     assert [r.name for r in tuples.failures] == ["train_batch", "val_batch"]
@@ -246,6 +247,6 @@ def test_plugin_contract_makes_one_test_per_check_and_the_fixture_trains(plugin_
     failed = sorted(t for t, r in outcome.items() if r == "FAILED")
     assert failed == ["TestBroken::test_check[backward]", "TestBroken::test_check[forward]", "TestBroken::test_check[state_dict]",
                       "TestTuples::test_check[train_batch]", "TestTuples::test_check[val_batch]"], out.stdout[-3000:]
-    assert outcome["TestTuples::test_check[facts_match]"] == "SKIPPED"
+    assert outcome["TestTuples::test_check[facts_match]"] == outcome["TestTuples::test_check[preprocessing]"] == "SKIPPED"
     assert outcome["test_fixture_trains_a_local_plugin"] == "PASSED", out.stdout[-3000:]
     assert "failed the check forward: output (4, 3)" in out.stdout

@@ -38,6 +38,7 @@ import pytest
 
 from doc_commands import PAGES, ROOT, Command, commands, compose_form
 
+_DATA_PLUGIN_DOC = "tests/test_docs_data_plugin.py writes the package from the page's blocks, installs it (--target) and runs this command"
 #: Commands that are not run, and why. Each must still be in the docs (a stale entry fails).
 NOT_RUN: dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate": "makes and enters the user's environment; CI runs the suite in a fresh one (.ci/run)",
@@ -52,6 +53,11 @@ NOT_RUN: dict[str, str] = {
     "python -m twine upload dist/*": "publishes to PyPI (network, an account)",
     "LIGHTPLUG_SCREENSHOTS=docs/img python -m pytest tests/test_ui_browser.py": "rewrites the docs' screenshots in the repository; the browser test itself is part of the suite",
     "source .venv/bin/activate": "enters the user's environment (in the SLURM script)",
+    "pip install ./lightplug-csv-folder": _DATA_PLUGIN_DOC,
+    "lightplug check-plugin csv_folder --kind data root=tables": _DATA_PLUGIN_DOC,
+    "lightplug check-plugin epoch_log --kind callback": _DATA_PLUGIN_DOC,
+    "lightplug train model=mlp_regressor data=csv_folder data.root=tables callbacks=[default,epoch_log]": _DATA_PLUGIN_DOC,
+    "lightplug predict run=outputs/DATE/TIME input=tables/part0.csv": _DATA_PLUGIN_DOC,
     "lightplug train model=mlp trainer=ddp trainer.accelerator=cpu trainer.devices=2":
         "tests/test_ddp.py::test_the_documented_ddp_command_runs_with_every_default_on runs it, with more checks",
 }

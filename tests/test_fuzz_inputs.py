@@ -295,6 +295,9 @@ CASES: list[Case] = [
     c("new-plugin-dir-is-file", "new-plugin my_model --dir {file}", "already exists"),
     c("new-plugin-no-name", "new-plugin", "name"),
     c("new-plugin-unknown-flag", "new-plugin my_model --bogus", "--bogus"),
+    c("new-plugin-layout-bogus", "new-plugin my_data --kind data --layout bogus", "--layout", "bogus", "folder"),
+    c("new-plugin-layout-of-a-model", "new-plugin my_model --layout folder", "--layout is for data plugins", "--kind data"),
+    c("new-plugin-kind-bogus", "new-plugin my_data --kind dataset", "--kind", "dataset"),
     # ---------------------------------------------------------------- ui (the command)
     c("ui-port-text", "ui --port abc", "--port", "abc"),
     c("ui-port-range", "ui --port 70000", "--port 70000"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .data.plugins import LoaderConfig, LoaderData
 from .errors import CheckpointError, ConfigError, DataError, LightplugError, PluginError
 from .plugin import CallbackPlugin, DataPlugin, DetectionSettings, ModelPlugin, Param
 
@@ -26,6 +27,10 @@ __all__ = [
     "ModelPlugin",
     "DataPlugin",
     "CallbackPlugin",
+    "LoaderConfig",
+    "LoaderData",
+    "LightplugDataModule",
+    "TensorDataModule",
     "Param",
     "DetectionSettings",
     "LightplugError",
@@ -44,12 +49,14 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import build_model, list_models, load_model, train
+    from .data.datamodule import LightplugDataModule, TensorDataModule
     from .evaluation.artifacts import BestEpochArtifacts
     from .export import export_checkpoint
     from .export.benchmark import benchmark_checkpoint
 
 _LAZY = {"list_models": "api", "build_model": "api", "load_model": "api", "train": "api", "BestEpochArtifacts": "evaluation.artifacts",
-         "export_checkpoint": "export", "benchmark_checkpoint": "export.benchmark"}
+         "export_checkpoint": "export", "benchmark_checkpoint": "export.benchmark",
+         "LightplugDataModule": "data.datamodule", "TensorDataModule": "data.datamodule"}
 
 
 def __getattr__(name: str) -> Any:

@@ -87,15 +87,24 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
     """Run one validation batch through the model so a bad plugin fails now, not after an epoch."""
     import torch
 
+    from .data.module_kind import empty_sampler
     from .module import split_outputs
     from .tasks import check_outputs
 
     def first_batch() -> Any:
         datamodule.prepare_data()  # Lightning's order: datasets may only exist after setup("fit")
         datamodule.setup("fit")
-        return next(iter(datamodule.val_dataloader()))
+        try:
+            train = datamodule.train_dataloader()
+        except Exception as exc:  # noqa: BLE001 - fit reports it, with the plugin named
+            train = [] if empty_sampler(exc) else None
+        if train is not None:
+            _refuse_an_empty_split(train, "train", run.data_name)
+        return next(iter(datamodule.val_dataloader()), None)
 
     batch = _guard("load a validation batch", f"data {run.data_name!r}", first_batch)
+    if batch is None:
+        _refuse_an_empty_split([], "validation", run.data_name)
     module.eval()
     with torch.no_grad():
         outputs = _guard("run forward on a batch of the data", who, module.net, batch["input"])
@@ -114,6 +123,17 @@ def _check_first_batch(module: Any, datamodule: Any, run: RunConfig, who: str) -
     preds, _, _ = split_outputs(outputs)
     if preds is not None:
         check_outputs(run.task, preds, batch, run.facts, who)
+
+
+def _refuse_an_empty_split(loader: Any, split: str, data_name: str) -> None:
+    """One line instead of a crash in PyTorch's sampler (or a run that never trains) when a split has no sample."""
+    try:
+        empty = len(loader) == 0
+    except TypeError:  # an iterable dataset: its length is unknown until it runs
+        return
+    if empty:
+        raise DataError(f"data {data_name!r}: the {split} split is empty (no batch to {'train on' if split == 'train' else 'validate on'})",
+                        hint="check the split settings (val_fraction, test_fraction) and that the data has samples")
 
 
 def _resume_path(resume: str | None, run_dir: Path) -> str | None:
@@ -296,6 +316,7 @@ def _prepare(run: RunConfig, out: Path) -> dict[str, Any]:
         import lightning as L
 
     from ._logging import quiet_lightning
+    from .data.module_kind import is_lightning_datamodule, wrong_datamodule
     from .trainer_factory import build_trainer
 
     quiet_lightning()
@@ -307,6 +328,8 @@ def _prepare(run: RunConfig, out: Path) -> dict[str, Any]:
     data = get_registry().get("data", run.data_name)
     data_plugin = data.instantiate(cfg["data"])
     datamodule = _guard("build its data", f"data {run.data_name!r}", data_plugin.build, data_plugin.cfg)
+    if not is_lightning_datamodule(datamodule):
+        raise PluginError(f"data {run.data_name!r} ({data.ref.dist or data.ref.source}): {wrong_datamodule(datamodule)}")
     module, who = build_module(run, datamodule)
     _check_first_batch(module, datamodule, run, who)
     if cfg.get("init_from"):

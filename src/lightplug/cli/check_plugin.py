@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="lightplug check-plugin",
         description="Check a plugin against the contract: schema, build with the defaults and each preset, forward shape, "
-                    "a training step, state_dict round trip, TorchScript and ONNX export (models); facts and batches (data); "
+                    "a training step, state_dict round trip, TorchScript and ONNX export (models); facts, batches, facts against batches and "
+                    "preprocessing through predict's reader (data); "
                     "build and a tiny fit (callbacks). Exit code 0: all passed, 1: a check failed, 2: the plugin cannot be loaded.")
     parser.add_argument("name", help="the plugin: NAME, DIST:NAME or (models) package.module:Class")
     parser.add_argument("values", nargs="*", metavar="KEY=VALUE", help="check with these settings instead of the defaults (e.g. width=16, root=DIR)")

@@ -14,7 +14,7 @@ from ..schema import Schema, check_values
 from .core_schemas import core_schemas, run_schema
 from .plugin_fit import fit_to_model
 from .preflight import checkpoint_problems, unknown_top_keys
-from .values import coerce, data_problems
+from .values import coerce, data_facts, data_problems
 
 __all__ = ["RunConfig", "finalize", "coerce", "data_problems", "cap_for_tests", "ENV_MAX_EPOCHS", "ENV_MAX_BATCHES", "DATA_FOR_TASK"]
 
@@ -137,7 +137,7 @@ def finalize(cfg: Any, choices: dict[str, Any], overrides: list[str], registry: 
         data_obj = data_plugin.instantiate(coerce(data_plugin.schema, data_values))
         problems += data_problems(data_obj)
     if not problems:
-        facts = dict(data_obj.facts(data_obj.cfg))
+        facts = data_facts(data_obj)
     with open_dict(cfg):
         cfg.facts = {k: v for k, v in facts.items() if k not in ("label_names", "task")}
         cfg.pop("hydra", None)  # the compose API's copy; its interpolations need a running Hydra

@@ -87,6 +87,7 @@ def _data_facts(cfg: Any, data: LoadedPlugin) -> dict[str, Any] | None:
     from omegaconf import OmegaConf
 
     from .finalize import coerce
+    from .values import data_facts
 
     raw = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(raw, dict)
@@ -94,7 +95,7 @@ def _data_facts(cfg: Any, data: LoadedPlugin) -> dict[str, Any] | None:
     if check_values(data.schema, values, prefix="data", owner=""):
         return None
     obj = data.instantiate(coerce(data.schema, values))
-    return dict(obj.facts(obj.cfg))
+    return data_facts(obj)
 
 
 def fit_to_model(cfg: Any, registry: Registry, model_ref: PluginRef, schema: Schema, data: LoadedPlugin, preset: str | None,

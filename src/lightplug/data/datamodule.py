@@ -94,7 +94,19 @@ class LightplugDataModule(L.LightningDataModule):
 
 
 class TensorDataModule(LightplugDataModule):
-    """A data module over arrays already in memory."""
+    """A data module over arrays already in memory, split into train, val and test by the loader fields of ``cfg``.
+
+    Public as ``lightplug.TensorDataModule`` (see docs/writing-plugins.md, "Data plugins").
+
+    Args:
+        x: inputs, one row per sample (``N x F`` or ``N x C x H x W``), as the model takes them.
+        y: targets (``N`` int class indices, or ``N x num_outputs`` floats for regression).
+        cfg: a config with :class:`~lightplug.data.plugins.LoaderConfig`'s fields (``batch_size``, ``num_workers``,
+            ``pin_memory``, ``persistent_workers``, ``val_fraction``, ``test_fraction``, ``split_seed``).
+        label_names: class names (classification) or target names (regression).
+        preprocessing: what ``predict`` needs to prepare a raw file as ``x`` was prepared (``layout``, ``in_features``,
+            ``mean``, ``std``, ...).
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cfg: Any, label_names: list[str], preprocessing: dict[str, Any]) -> None:
         super().__init__(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)

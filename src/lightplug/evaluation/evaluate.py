@@ -87,8 +87,11 @@ def build_datamodule(meta: dict[str, Any], name: str | None = None, overrides: d
     """
     data_name, values = data_config_from_meta(meta, name, overrides)
     loaded = _data_plugin(data_name, from_file=not name)
+    from ..config.values import data_facts
+    from ..data.module_kind import is_lightning_datamodule, wrong_datamodule
+
     plugin = loaded.instantiate(values)
-    facts = dict(plugin.facts(plugin.cfg))
+    facts = data_facts(plugin)
     try:
         dm = plugin.build(plugin.cfg)
     except LightplugError:
@@ -96,6 +99,8 @@ def build_datamodule(meta: dict[str, Any], name: str | None = None, overrides: d
     except Exception as exc:
         cause = traceback.format_exception_only(type(exc), exc)[-1].strip()
         raise PluginError(f"data {data_name!r} failed to build its data: {cause}") from exc
+    if not is_lightning_datamodule(dm):
+        raise PluginError(f"data {data_name!r}: {wrong_datamodule(dm)}")
     _check_facts(meta, facts, list(getattr(dm, "label_names", []) or facts.get("label_names") or []), data_name)
     return data_name, values, dm
 

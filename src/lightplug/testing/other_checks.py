@@ -38,7 +38,7 @@ class _State:
 # ---------------------------------------------------------------- data plugins
 def planned_data_checks(loaded: LoadedPlugin) -> list[str]:
     """The checks of a data plugin after ``load``."""
-    return ["schema", "facts", "build", "train_batch", "val_batch", "facts_match"]
+    return ["schema", "facts", "build", "train_batch", "val_batch", "facts_match", "preprocessing"]
 
 
 def run_data_checks(report: CheckReport, loaded: LoadedPlugin, overrides: Mapping[str, Any],
@@ -51,6 +51,7 @@ def run_data_checks(report: CheckReport, loaded: LoadedPlugin, overrides: Mappin
     run_check(report, "train_batch", lambda: _batch(st, "train"), on_result)
     run_check(report, "val_batch", lambda: _batch(st, "val"), on_result)
     run_check(report, "facts_match", lambda: _facts_match(st), on_result)
+    run_check(report, "preprocessing", lambda: _preprocessing(st), on_result)
 
 
 def _facts(st: _State) -> str:
@@ -77,7 +78,9 @@ def _build_data(st: _State) -> str:
     plugin = st.plugin or st.instantiate()
     dm = plugin.build(plugin.cfg)
     if not isinstance(dm, L.LightningDataModule):
-        raise Fail(f"build() returned {type(dm).__name__}, not a lightning.LightningDataModule")
+        from ..data.module_kind import wrong_datamodule
+
+        raise Fail(wrong_datamodule(dm))
     dm.prepare_data()
     dm.setup("fit")
     st.built = dm
@@ -114,8 +117,16 @@ def describe_batch(batch: Any) -> str:
 def _batch(st: _State, split: str) -> str:
     if st.built is None:
         raise Skip("needs a passing build check")
-    loader = getattr(st.built, f"{split}_dataloader")()
-    batch = next(iter(loader))
+    from ..data.module_kind import empty_sampler
+
+    try:
+        batch = next(iter(getattr(st.built, f"{split}_dataloader")()), None)
+    except ValueError as exc:
+        if not empty_sampler(exc):
+            raise
+        batch = None
+    if batch is None:
+        raise Fail(f"the {split} split is empty: {split}_dataloader() yields no batch (check the split settings and the data)")
     reason = describe_batch(batch)
     st.batches[split] = batch
     return reason
@@ -128,6 +139,8 @@ def _facts_match(st: _State) -> str:
     if batch is None or st.facts is None:
         raise Skip("needs passing facts and batch checks")
     facts, x, y = st.facts, batch["input"], batch["target"]
+    task = facts.get("task") or st.loaded.task
+    ys = [b["target"].reshape(-1) for b in st.batches.values() if torch.is_tensor(b["target"])]  # the labels of both batches
     problems: list[str] = []
     matched: list[str] = []
 
@@ -141,16 +154,29 @@ def _facts_match(st: _State) -> str:
         expect("in_channels", int(x.shape[1]))
         if x.shape[2] == x.shape[3]:
             expect("image_size", int(x.shape[2]))
-    if torch.is_tensor(y) and st.loaded.task == "classification" and not y.dtype.is_floating_point and "num_classes" in facts:
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= facts["num_classes"]):
-            problems.append(f"num_classes={facts['num_classes']} but the targets reach {int(y.max())}")
+    if ys and task in ("classification", "segmentation") and not ys[0].dtype.is_floating_point and "num_classes" in facts:
+        seen = torch.cat(ys)
+        if seen.numel() and (int(seen.min()) < 0 or int(seen.max()) >= facts["num_classes"]):
+            problems.append(f"num_classes={facts['num_classes']} but the targets seen range over [{int(seen.min())}, {int(seen.max())}]")
         else:
             matched.append(f"targets in [0, {facts['num_classes']})")
-    if torch.is_tensor(y) and st.loaded.task == "regression" and y.ndim == 2:
+    labels = facts.get("label_names")
+    if task == "classification" and labels and "num_classes" in facts and len(labels) != facts["num_classes"]:
+        problems.append(f"num_classes={facts['num_classes']} but {len(labels)} label_names")
+    if torch.is_tensor(y) and task == "regression" and y.ndim == 2:
         expect("num_outputs", int(y.shape[1]))
     if problems:
         raise Fail("facts do not match the batches: " + "; ".join(problems))
     return ("the batches agree with " + ", ".join(matched)) if matched else "no fact could be compared with the batches"
+
+
+def _preprocessing(st: _State) -> str:
+    from .preprocessing_check import preprocessing_check
+
+    if st.built is None:
+        raise Skip("needs a passing build check")
+    facts = st.facts or {}
+    return preprocessing_check(st.built, facts, str(facts.get("task") or st.loaded.task), st.batches.get("val") or st.batches.get("train"))
 
 
 # ---------------------------------------------------------------- callback plugins
