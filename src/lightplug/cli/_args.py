@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from ..errors import ConfigError
 
-__all__ = ["ArgumentParser", "one_line_errors", "positive_int"]
+__all__ = ["ArgumentParser", "one_line_errors", "positive_int", "parse_key_values"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -57,3 +58,32 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
     return value
+
+
+def parse_key_values(argv: list[str], keys: Mapping[str, Callable[[str], Any]], rules: Mapping[str, str], aliases: Mapping[str, str],
+                     command: str) -> tuple[dict[str, Any], list[str]]:
+    """``key=value`` arguments of ``lightplug export``-style commands -> (typed values, problems, one line each).
+
+    A key may be spelled with leading ``+``/``-`` or by an alias; an unknown key names the closest one; a value its
+    parser refuses says why, with ``rules[key]`` (what the key takes) beside it.
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for arg in argv:
+        key, sep, text = arg.partition("=")
+        key = key.strip().lstrip("+-")
+        key = aliases.get(key, key)
+        if not sep:
+            problems.append(f"{arg}: expected key=value (e.g. ckpt=PATH; see `lightplug {command} --help`)")
+        elif key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1)
+            problems.append(f"{key}: unknown key ({f'did you mean {close[0]}?' if close else 'keys: ' + ', '.join(keys)})")
+        else:
+            try:
+                values[key] = keys[key](text.strip())
+            except ValueError as exc:
+                reason = str(exc).splitlines()[0]
+                if reason.startswith(("invalid literal", "could not convert")):  # int('abc'), float('x'): say what was expected
+                    reason = "not a number"
+                problems.append(f"{key}={text}: {reason}" + (f" ({rules[key]})" if key in rules else ""))
+    return values, problems

@@ -9,11 +9,11 @@ imported), an unreadable checkpoint or data, or a format that failed (its row sa
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
+from ._args import parse_key_values
 from .export import _bool, _choice, _formats, _fraction, _positive, _seed
 
 __all__ = ["main", "parse_args", "USAGE"]
@@ -58,23 +58,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     from ..export.report import FORMATS
 
     opts: dict[str, Any] = {"format": list(FORMATS), "output": None, "samples": None, "bench_seconds": 1.0, "seed": 0}
-    problems = []
-    for arg in argv:
-        key, sep, text = arg.partition("=")
-        key = _ALIASES.get(key.strip().lstrip("+-"), key.strip().lstrip("+-"))
-        if not sep:
-            problems.append(f"{arg}: expected key=value")
-        elif key not in _KEYS:
-            close = difflib.get_close_matches(key, list(_KEYS), n=1)
-            problems.append(f"{key}: unknown key ({f'did you mean {close[0]}?' if close else 'see lightplug benchmark --help'})")
-        else:
-            try:
-                opts[key] = _KEYS[key](text.strip())
-            except ValueError as exc:
-                reason = str(exc).splitlines()[0]
-                if reason.startswith(("invalid literal", "could not convert")):
-                    reason = "not a number"
-                problems.append(f"{key}={text}: {reason}" + (f" ({_RULES[key]})" if key in _RULES else ""))
+    values, problems = parse_key_values(argv, _KEYS, _RULES, _ALIASES, "benchmark")
+    opts.update(values)
     if not opts.get("ckpt") and not opts.get("run"):
         problems.append("ckpt: missing value (give ckpt=PATH or run=RUN_DIR)")
     if problems:

@@ -8,11 +8,11 @@ format that failed (one ``error:`` line per failed format; the formats that pass
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
+from ._args import parse_key_values
 
 __all__ = ["main", "parse_args", "USAGE", "usage"]
 
@@ -146,25 +146,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     opts: dict[str, Any] = {"format": ["onnx"], "output": None, "opset": 17, "dynamic_batch": True, "atol": 1e-4, "rtol": 1e-3,
                             "benchmark": True, "bench_seconds": 1.0, "seed": 0, "quantization": "static", "calibration_samples": 256,
                             "calibration_method": "minmax", "int8_min_agreement": 0.97}
-    problems = []
-    for arg in argv:
-        key, sep, text = arg.partition("=")
-        key = _ALIASES.get(key.strip().lstrip("+-"), key.strip().lstrip("+-"))
-        if not sep:
-            problems.append(f"{arg}: expected key=value (e.g. ckpt=PATH; see `lightplug export --help`)")
-            continue
-        if key not in _KEYS:
-            close = difflib.get_close_matches(key, list(_KEYS), n=1)
-            problems.append(f"{key}: unknown key ({f'did you mean {close[0]}?' if close else 'keys: ' + ', '.join(_KEYS)})")
-            continue
-        try:
-            opts[key] = _KEYS[key](text.strip())
-        except ValueError as exc:
-            rule = _RULES.get(key)
-            reason = str(exc).splitlines()[0]
-            if reason.startswith(("invalid literal", "could not convert")):  # int('abc'), float('x'): say what was expected
-                reason = "not a number"
-            problems.append(f"{key}={text}: {reason}" + (f" ({rule})" if rule else ""))
+    values, problems = parse_key_values(argv, _KEYS, _RULES, _ALIASES, "export")
+    opts.update(values)
     if not opts.get("ckpt") and not opts.get("run"):
         problems.append("ckpt: missing value (give ckpt=PATH of a best.ckpt or last.ckpt written by `lightplug train`, or run=RUN_DIR)")
     if problems:
