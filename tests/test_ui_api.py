@@ -30,7 +30,7 @@ JSON = {"Content-Type": "application/json"}
 
 # A stand-in for `python -m lightplug`: writes what a run writes, waits for SIGINT (exit 130), finishes at once when resuming.
 STUB = textwrap.dedent("""
-    import json, signal, sys, time, zipfile
+    import json, signal, sys, time
     from pathlib import Path
     args = sys.argv[2:]
     run = Path([a for a in args if a.startswith("hydra.run.dir=")][0].split("=", 1)[1])
@@ -38,8 +38,10 @@ STUB = textwrap.dedent("""
     (run / "config.json").write_text(json.dumps({"model": {"_plugin_": "mlp", "hidden": 8}, "data": {"_plugin_": "digits"},
                                                  "trainer": {"max_epochs": 3}, "monitor": "val/acc"}))
     (run / "metrics.csv").write_text("epoch,step,train/loss,val/acc\\n0,10,1.5,\\n0,10,,0.5\\n1,20,1.0,0.75\\n")
-    with zipfile.ZipFile(run / "checkpoints" / "last.ckpt", "w") as z:
-        z.writestr("archive/data.pkl", "not really")
+    if not (run / "checkpoints" / "last.ckpt").exists():  # what the UI's check reads before it resumes (as `lightplug train` does)
+        import torch
+        torch.save({"state_dict": {}, "lightplug": {"plugin": {"name": "mlp", "dist": "lightplug-mlp"}, "config": {}}},
+                   run / "checkpoints" / "last.ckpt")
     (run / "args.json").write_text(json.dumps(args))
     if any(a.startswith("resume=") for a in args):
         sys.exit(0)
@@ -127,6 +129,7 @@ def test_schema_is_the_one_models_show_json_prints(client: TestClient) -> None:
     assert schema == json.loads(cli.stdout)
     assert schema["properties"]["width"]["maximum"] == 512 and "easy" in schema["x-presets"]
     assert client.get("/api/models/no_such_model").status_code == 404
+    assert client.get("/api/models/no_such_model/start").status_code == 404
 
 
 def test_core_settings_offer_the_config_groups(client: TestClient) -> None:
@@ -158,6 +161,29 @@ def test_required_field_is_reported_as_the_cli_does(client: TestClient, tmp_path
     assert cli.returncode == 2
     problems = client.post("/api/check", json={"overrides": overrides}).json()["problems"]
     assert problems == [cli.stderr.strip().removeprefix("error: ")]
+
+
+def test_a_model_and_data_of_different_tasks_fail_the_check_with_the_clis_line(client: TestClient, outputs: Path, tmp_path: Path) -> None:
+    overrides = ["model=yolo", "data=digits"]
+    cli = run_cli("train", *overrides, cwd=tmp_path)
+    line = cli.stderr.strip().removeprefix("error: ")
+    assert cli.returncode == 2 and line.startswith("model=yolo is a detection model but data=digits is classification data")
+    assert client.post("/api/check", json={"overrides": overrides}).json()["problems"] == [line]
+    launched = client.post("/api/runs", json={"overrides": overrides})
+    assert launched.status_code == 422 and launched.json()["problems"] == [line]
+    assert not any(p.is_dir() for p in outputs.iterdir())  # refused before launch, no run folder
+
+
+@pytest.mark.parametrize("model, data", [
+    ("yolo", ["data=shapes", "data.task=detection"]),
+    ("unet", ["data=shapes"]),
+    ("mlp_regressor", ["data=diabetes"]),
+    ("mlp", ["data=digits"]),
+])
+def test_the_forms_data_follows_the_models_task(client: TestClient, model: str, data: list[str]) -> None:
+    assert client.get(f"/api/models/{model}/start").json()["data"] == data
+    assert client.post("/api/check", json={"overrides": [f"model={model}", *data]}).json()["problems"] == []
+    assert client.post("/api/check", json={"overrides": [f"model={model}"]}).json()["problems"] == []  # the CLI picks the same data
 
 
 def test_good_config_passes_and_shows_its_command(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
     GET  /api/models[?check=1]      the model plugins (as ``lightplug models --json``)
     GET  /api/models/NAME           a model's JSON Schema (as ``lightplug models show NAME --json``)
+    GET  /api/models/NAME/start     what the form starts with: the data ``lightplug train model=NAME`` picks
     GET  /api/data, /api/data/NAME  the same for data plugins
     GET  /api/core                  options, rules and defaults of optimizer, scheduler, trainer, run keys
     POST /api/check                 {"overrides": [...]} -> {"problems": [...], "command": "lightplug train ..."}
@@ -38,7 +39,7 @@ from pydantic import BaseModel, Field
 from ..errors import LightplugError
 from ..registry import Registry, get_registry
 from . import folders
-from .checks import CHECKPOINT_KEYS, MAX_OVERRIDES, check_overrides, command_line
+from .checks import CHECKPOINT_KEYS, MAX_OVERRIDES, check_overrides, command_line, default_data
 from .launcher import Launcher, read_launch
 
 __all__ = ["create_app", "static_dir", "TOKEN_HEADER", "TOKEN_COOKIE"]
@@ -154,6 +155,15 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
     @app.get("/api/models/{name}")
     def model_schema(name: str) -> Any:
         return _schema("model", name)
+
+    @app.get("/api/models/{name}/start")
+    def model_start(name: str) -> Any:
+        try:
+            with lock:
+                registry.find("model", name, import_paths=False)
+                return {"data": default_data(name, registry)}
+        except LightplugError as exc:
+            return _error(404, str(exc))
 
     @app.get("/api/data")
     def data(check: bool = False) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from ..errors import ConfigError, LightplugError
 from ..registry import Registry
 from ..schema import Schema, check_values
 
-__all__ = ["check_overrides", "command_line", "inside", "GROUPS", "RUN_KEYS", "CHECKPOINT_KEYS", "MAX_OVERRIDES"]
+__all__ = ["check_overrides", "command_line", "default_data", "inside", "GROUPS", "RUN_KEYS", "CHECKPOINT_KEYS", "MAX_OVERRIDES"]
 
 #: Config groups whose choice (``optimizer=sgd``) and fields (``optimizer.lr=0.1``) the UI may set.
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer")
@@ -170,10 +170,15 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         return problems
     if "model" not in chosen:
         return [f"no model chosen: add model=NAME (available: {', '.join(registry.names('model')) or 'none installed'})"]
+    schema, why = _plugin(registry, "model", chosen["model"])
+    if schema is None:
+        return [why or f"model={chosen['model']}: cannot be used"]
+    implied = _implied_data(overrides, registry)
+    chosen.setdefault("data", next((a.split("=", 1)[1] for a in implied if a.startswith("data=")), "digits"))
     schemas: dict[str, Schema] = {}
     owners: dict[str, str] = {}
     for kind in ("model", "data"):
-        name = chosen.get(kind, "digits")
+        name = chosen[kind]
         schema, why = _plugin(registry, kind, name)
         if schema is None:
             problems.append(why or f"{kind}={name}: cannot be used")
@@ -191,7 +196,37 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         for spec in schema.fields:
             if f"{kind}.{spec.name}" not in given and spec.default == "???":
                 problems += check_values(schema, {spec.name: "???"}, prefix=kind, owner=owners[kind])
+    if not problems:  # the run as `lightplug train` composes it: the model/data task rule, the data, the plugin's own rules
+        from ..cli.train import check_job
+
+        try:
+            check_job([*overrides, *implied, f"hydra.run.dir={outputs}/run"], registry)
+        except ConfigError as exc:
+            problems += exc.problems or [str(exc)]
+        except LightplugError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def _implied_data(overrides: list[str], registry: Registry) -> list[str]:
+    """The data ``lightplug train`` picks for the model's task when the overrides name none (``data=shapes
+    data.task=detection`` for a detection model): the CLI's own :func:`~lightplug.cli.train.data_for_models`."""
+    from ..cli.train import data_for_models
+
+    try:
+        return data_for_models(overrides, registry)
+    except LightplugError:
+        return []
+
+
+def default_data(model: str, registry: Registry) -> list[str]:
+    """The data overrides ``lightplug train model=MODEL`` uses when no ``data=`` is given.
+
+    Example:
+        >>> default_data("yolo", registry)   # doctest: +SKIP
+        ['data=shapes', 'data.task=detection']
+    """
+    return _implied_data([f"model={model}"], registry) or ["data=digits"]
 
 
 def _code_values(parsed: list[Any], schemas: dict[str, Schema]) -> list[str]:
