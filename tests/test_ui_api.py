@@ -186,6 +186,28 @@ def test_the_forms_data_follows_the_models_task(client: TestClient, model: str, 
     assert client.post("/api/check", json={"overrides": [f"model={model}"]}).json()["problems"] == []  # the CLI picks the same data
 
 
+def test_the_forms_presets_are_the_command_lines(client: TestClient, tmp_path: Path) -> None:
+    import yaml
+
+    from lightplug.config.paths import conf_dir
+
+    presets = client.get("/api/models/mlp/start").json()["presets"]  # mlp has no preset of its own: the training part is offered
+    assert sorted(presets) == sorted(p.stem for p in (conf_dir() / "preset").glob("*.yaml")) == ["advanced", "easy", "medium"]
+    cli = run_cli("train", "model=mlp", "+preset=advanced", "--cfg", "job", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    composed = yaml.safe_load(cli.stdout)
+    advanced = presets["advanced"]
+    assert advanced["override"] == "+preset=advanced" and advanced["values"]["trainer.max_epochs"] == 40
+    assert {g: composed[g]["name"] for g in advanced["choices"]} == advanced["choices"] == {"optimizer": "adamw", "scheduler": "cosine"}
+    for key, value in advanced["values"].items():
+        group, name = key.split(".")
+        assert composed[group][name] == value, key
+    result = client.post("/api/check", json={"overrides": ["model=mlp", "+preset=easy"]}).json()
+    assert result == {"ok": True, "problems": [], "command": "lightplug train model=mlp +preset=easy"}
+    wrong = run_cli("train", "model=mlp", "+preset=eazy", cwd=tmp_path)
+    assert client.post("/api/check", json={"overrides": ["model=mlp", "+preset=eazy"]}).json()["problems"] == [wrong.stderr.strip().removeprefix("error: ")]
+
+
 def test_good_config_passes_and_shows_its_command(client: TestClient) -> None:
     result = client.post("/api/check", json={"overrides": ["model=simple_cnn", "model.width=16", "data=synthetic", "data.noise=0.25"]}).json()
     assert result == {"ok": True, "problems": [], "command": "lightplug train model=simple_cnn model.width=16 data=synthetic data.noise=0.25"}

@@ -2,7 +2,8 @@
 
     GET  /api/models[?check=1]      the model plugins (as ``lightplug models --json``)
     GET  /api/models/NAME           a model's JSON Schema (as ``lightplug models show NAME --json``)
-    GET  /api/models/NAME/start     what the form starts with: the data ``lightplug train model=NAME`` picks
+    GET  /api/models/NAME/start     what the form starts with: the data ``lightplug train model=NAME`` picks and
+                                    the training part of each ``+preset=NAME``
     GET  /api/data, /api/data/NAME  the same for data plugins
     GET  /api/core                  options, rules and defaults of optimizer, scheduler, trainer, run keys
     POST /api/check                 {"overrides": [...]} -> {"problems": [...], "command": "lightplug train ..."}
@@ -41,6 +42,7 @@ from ..registry import Registry, get_registry
 from . import folders
 from .checks import CHECKPOINT_KEYS, MAX_OVERRIDES, check_overrides, command_line, default_data
 from .launcher import Launcher, read_launch
+from .presets import training_presets
 
 __all__ = ["create_app", "static_dir", "TOKEN_HEADER", "TOKEN_COOKIE"]
 
@@ -161,7 +163,7 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
         try:
             with lock:
                 registry.find("model", name, import_paths=False)
-                return {"data": default_data(name, registry)}
+                return {"data": default_data(name, registry), "presets": training_presets(name, registry)}
         except LightplugError as exc:
             return _error(404, str(exc))
 

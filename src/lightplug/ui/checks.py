@@ -30,7 +30,7 @@ MAX_OVERRIDES = 200
 _MAX_LEN = 2000
 #: Field names that hold a file or folder (checked like checkpoint paths, against the allowed folders).
 _PATH_NAME = re.compile(r"(^|_)(root|path|dir|file|folder|directory|annotations|images|labels|yaml|json|csv|ckpt|checkpoint|weights)s?$")
-_ALLOWED = "model=NAME, data=NAME, optimizer=, scheduler=, trainer= and their fields (model.width=...), seed, resume, init_from"
+_ALLOWED = "model=NAME, data=NAME, optimizer=, scheduler=, trainer= and their fields (model.width=...), +preset=NAME, seed, resume, init_from"
 
 
 def command_line(overrides: list[str]) -> str:
@@ -98,6 +98,11 @@ def _key_problem(ov: Any, value: Any, seen: set[str]) -> str | None:
     """Why an override is not one the UI launches (its key, its kind, its value), or None."""
     key = ov.key_or_group
     text = ov.input_line or key
+    if key == "preset" and ov.is_add() and ov.package is None and not ov.is_sweep_override():
+        if key in seen:
+            return f"{key}: given twice"
+        seen.add(key)
+        return None  # +preset=NAME, as on the command line: its option is checked by preflight
     if ov.is_add() or ov.is_force_add() or ov.is_delete() or ov.package is not None:
         return f"{text}: only plain key=value overrides can be launched (no +, ++, ~ or @package)"
     if ov.is_sweep_override():
