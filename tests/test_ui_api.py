@@ -309,6 +309,37 @@ def test_runs_view_reads_the_run_folders(client: TestClient, outputs: Path) -> N
     assert cmp["params"] == [{"key": "model.width", "values": [16, 32]}]
 
 
+def test_runs_list_says_why_a_run_failed_and_offers_resume_only_when_it_can(client: TestClient, outputs: Path, tmp_path: Path) -> None:
+    done = _fake_run(outputs, "10-00-00", width=16, best=0.8)
+    stopped = _fake_run(outputs, "11-00-00", width=32, best=0.9)
+    killed = _fake_run(outputs, "12-00-00", width=32, best=0.7)
+    for run, code in ((done, 0), (stopped, 130), (killed, -9)):
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"PK")
+        (run / "launch.json").write_text(json.dumps({"overrides": ["model=simple_cnn"], "returncode": code}))
+    failed = outputs / "2026-01-02" / "13-00-00"
+    failed.mkdir(parents=True)
+    cli = run_cli("train", "model=yolo", "data=digits", cwd=tmp_path)  # what a failed run printed
+    (failed / "console.log").write_text(cli.stdout + cli.stderr)
+    (failed / "launch.json").write_text(json.dumps({"overrides": ["model=yolo", "data=digits"], "returncode": cli.returncode}))
+
+    runs = {r["id"]: r for r in client.get("/api/runs").json()}
+    ids = {run: run.relative_to(outputs).as_posix() for run in (done, stopped, killed, failed)}
+    assert runs[ids[failed]]["status"] == "failed" and runs[ids[failed]]["error"] == cli.stderr.strip().removeprefix("error: ")
+    assert [runs[ids[r]]["status"] for r in (done, stopped, killed)] == ["completed", "interrupted", "crashed"]
+    assert runs[ids[done]]["error"] is None and runs[ids[stopped]]["error"] is None
+    offered = {run: client.get("/api/run", params={"id": ids[run]}).json()["can_resume"] for run in (done, stopped, killed, failed)}
+    assert offered == {done: False, stopped: True, killed: True, failed: False}
+    refused = client.post("/api/run/resume", json={"id": ids[done]})
+    assert refused.status_code == 409 and "is completed" in refused.json()["error"]
+
+    # compare leaves out what the user did not set: plugin names, the data's facts, the checkpoint resumed from
+    config = json.loads((stopped / "config.json").read_text())
+    config.update(data={"_plugin_": "image_folder"}, facts={"num_classes": 3}, resume=str(stopped / "checkpoints" / "last.ckpt"))
+    (stopped / "config.json").write_text(json.dumps(config))
+    cmp = client.get("/api/compare", params=[("id", ids[done]), ("id", ids[stopped])]).json()
+    assert [p["key"] for p in cmp["params"]] == ["model.width"]
+
+
 def test_a_detection_run_shows_its_pr_curve_and_lowest_ap50_first(client: TestClient, outputs: Path) -> None:
     run = _fake_run(outputs, "12-00-00", width=16, best=0.7)
     (run / "confusion_matrix.png").unlink()

@@ -224,6 +224,9 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
         job = launcher.job(run_dir)
         if job is not None and job.process.poll() is None:
             return _error(409, f"run {body.id} is still running")
+        status = folders.summarize(outputs, run_dir, job, folders.index_rows(outputs).get(str(run_dir)))["status"]
+        if status not in folders.RESUMABLE:
+            return _error(409, f"run {body.id} is {status}: only interrupted or crashed runs are resumed")
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             return _error(409, f"run {body.id} has no checkpoints/last.ckpt to resume from")
