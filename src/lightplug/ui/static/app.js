@@ -69,8 +69,8 @@ class RunForm {
     this.name = schema["x-plugin"].name;
     this.core = core;
     this.dataRows = dataRows.filter(usable);
-    this.start = start || { data: [], presets: {} };
-    this.startData = parseDataOverrides(this.start.data);
+    this.begin = start || { data: [], presets: {} };
+    this.startData = parseDataOverrides(this.begin.data);
     this.defaults = { data: core.choices.data || "digits", optimizer: core.groups.optimizer.default, scheduler: core.groups.scheduler.default, trainer: core.groups.trainer.default };
     this.choice = { ...this.defaults, data: this.startData.name || core.choices.data || "digits" };
     this.preset = "";
@@ -83,7 +83,7 @@ class RunForm {
   async build() {
     const plugin = this.schema["x-plugin"];
     const own = this.schema["x-presets"] || {};
-    const presets = this.start.presets || {};
+    const presets = this.begin.presets || {};
     const presetLabels = Object.fromEntries(Object.entries(presets).map(([p, v]) => [p, `+preset=${p} (${[
       ...Object.entries(v.choices).map(([g, o]) => `${g}=${o}`),
       ...Object.entries(v.values).map(([k, x]) => `${k}=${x}`),
@@ -155,14 +155,14 @@ class RunForm {
 
   /** The option a group has without a `group=` override: the preset's choice, else train.yaml's. */
   groupDefault(group) {
-    const preset = this.preset ? this.start.presets[this.preset] : null;
+    const preset = this.preset ? this.begin.presets[this.preset] : null;
     return (preset && preset.choices[group]) || this.defaults[group];
   }
 
   /** The values a group option starts with: its YAML over the rules' defaults, then what the preset sets. */
   groupValues(group, option) {
     const values = { ...this.core.groups[group].values[option] };
-    const preset = this.preset ? this.start.presets[this.preset] : null;
+    const preset = this.preset ? this.begin.presets[this.preset] : null;
     for (const [key, value] of Object.entries(preset ? preset.values : {})) {
       if (key.startsWith(`${group}.`)) values[key.slice(group.length + 1)] = value;
     }
@@ -279,9 +279,9 @@ async function showForm(name) {
   try {
     const [schema, core, data, start] = await Promise.all([
       getJSON(`/api/models/${encodeURIComponent(name)}`),
-      getJSON(`/api/models/${encodeURIComponent(name)}/start`),
       state.core ? state.core : getJSON("/api/core"),
       state.data.length ? state.data : getJSON("/api/data"),
+      getJSON(`/api/models/${encodeURIComponent(name)}/start`),
     ]);
     state.core = core;
     state.data = data;
