@@ -126,6 +126,9 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         expect(page.locator("#data-plugin")).to_have_value("shapes")
         expect(page.locator("#command")).to_have_text("lightplug train model=yolo data=shapes data.task=detection")
         expect(page.locator("#server-check")).to_have_text("checked by the server: ready to start")
+        page.select_option("#data-plugin", "digits")  # the CLI's task rule, before launch
+        expect(page.locator("#problems li")).to_have_text(re.compile(r"^model=yolo is a detection model but data=digits is classification data"))
+        expect(page.locator("#start")).to_be_disabled()
         page.click('li[data-plugin="mlp"] button')
         expect(page.locator("#run-form h2")).to_contain_text("mlp")
         page.select_option("#preset", "easy")
@@ -173,6 +176,7 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         expect(page.locator(".run-head")).to_contain_text("best val/acc =")
         expect(page.locator("#curves svg .series polyline, #curves svg .series circle").first).to_be_attached()
         expect(page.locator("#files")).to_contain_text("checkpoints/best.ckpt")
+        expect(page.locator("#resume")).to_be_hidden()  # a completed run is not resumed
 
         # the runs view lists it with its metric
         page.click("#nav-runs")

@@ -214,7 +214,9 @@ class RunForm {
   overrides() {
     const out = [`model=${this.name}`];
     if (this.preset) out.push(`+preset=${this.preset}`);
-    if (this.choice.data !== this.defaults.data) out.push(`data=${this.choice.data}`);
+    // data= is left out only where `lightplug train` picks the same data itself (the model's task's data is train.yaml's)
+    const implied = this.startData.name || this.defaults.data;
+    if (this.choice.data !== this.defaults.data || implied !== this.defaults.data) out.push(`data=${this.choice.data}`);
     out.push(...this.model.overrides(), ...(this.data ? this.data.overrides() : []));
     for (const group of ["optimizer", "scheduler", "trainer"]) {
       if (this.choice[group] !== this.groupDefault(group)) out.push(`${group}=${this.choice[group]}`);
