@@ -30,7 +30,7 @@ JSON = {"Content-Type": "application/json"}
 
 # A stand-in for `python -m lightplug`: writes what a run writes, waits for SIGINT (exit 130), finishes at once when resuming.
 STUB = textwrap.dedent("""
-    import json, signal, sys, time, zipfile
+    import json, signal, sys, time
     from pathlib import Path
     args = sys.argv[2:]
     run = Path([a for a in args if a.startswith("hydra.run.dir=")][0].split("=", 1)[1])
@@ -38,8 +38,10 @@ STUB = textwrap.dedent("""
     (run / "config.json").write_text(json.dumps({"model": {"_plugin_": "mlp", "hidden": 8}, "data": {"_plugin_": "digits"},
                                                  "trainer": {"max_epochs": 3}, "monitor": "val/acc"}))
     (run / "metrics.csv").write_text("epoch,step,train/loss,val/acc\\n0,10,1.5,\\n0,10,,0.5\\n1,20,1.0,0.75\\n")
-    with zipfile.ZipFile(run / "checkpoints" / "last.ckpt", "w") as z:
-        z.writestr("archive/data.pkl", "not really")
+    if not (run / "checkpoints" / "last.ckpt").exists():  # what the UI's check reads before it resumes (as `lightplug train` does)
+        import torch
+        torch.save({"state_dict": {}, "lightplug": {"plugin": {"name": "mlp", "dist": "lightplug-mlp"}, "config": {}}},
+                   run / "checkpoints" / "last.ckpt")
     (run / "args.json").write_text(json.dumps(args))
     if any(a.startswith("resume=") for a in args):
         sys.exit(0)
@@ -127,6 +129,7 @@ def test_schema_is_the_one_models_show_json_prints(client: TestClient) -> None:
     assert schema == json.loads(cli.stdout)
     assert schema["properties"]["width"]["maximum"] == 512 and "easy" in schema["x-presets"]
     assert client.get("/api/models/no_such_model").status_code == 404
+    assert client.get("/api/models/no_such_model/start").status_code == 404
 
 
 def test_core_settings_offer_the_config_groups(client: TestClient) -> None:
@@ -158,6 +161,51 @@ def test_required_field_is_reported_as_the_cli_does(client: TestClient, tmp_path
     assert cli.returncode == 2
     problems = client.post("/api/check", json={"overrides": overrides}).json()["problems"]
     assert problems == [cli.stderr.strip().removeprefix("error: ")]
+
+
+def test_a_model_and_data_of_different_tasks_fail_the_check_with_the_clis_line(client: TestClient, outputs: Path, tmp_path: Path) -> None:
+    overrides = ["model=yolo", "data=digits"]
+    cli = run_cli("train", *overrides, cwd=tmp_path)
+    line = cli.stderr.strip().removeprefix("error: ")
+    assert cli.returncode == 2 and line.startswith("model=yolo is a detection model but data=digits is classification data")
+    assert client.post("/api/check", json={"overrides": overrides}).json()["problems"] == [line]
+    launched = client.post("/api/runs", json={"overrides": overrides})
+    assert launched.status_code == 422 and launched.json()["problems"] == [line]
+    assert not any(p.is_dir() for p in outputs.iterdir())  # refused before launch, no run folder
+
+
+@pytest.mark.parametrize("model, data", [
+    ("yolo", ["data=shapes", "data.task=detection"]),
+    ("unet", ["data=shapes"]),
+    ("mlp_regressor", ["data=diabetes"]),
+    ("mlp", ["data=digits"]),
+])
+def test_the_forms_data_follows_the_models_task(client: TestClient, model: str, data: list[str]) -> None:
+    assert client.get(f"/api/models/{model}/start").json()["data"] == data
+    assert client.post("/api/check", json={"overrides": [f"model={model}", *data]}).json()["problems"] == []
+    assert client.post("/api/check", json={"overrides": [f"model={model}"]}).json()["problems"] == []  # the CLI picks the same data
+
+
+def test_the_forms_presets_are_the_command_lines(client: TestClient, tmp_path: Path) -> None:
+    import yaml
+
+    from lightplug.config.paths import conf_dir
+
+    presets = client.get("/api/models/mlp/start").json()["presets"]  # mlp has no preset of its own: the training part is offered
+    assert sorted(presets) == sorted(p.stem for p in (conf_dir() / "preset").glob("*.yaml")) == ["advanced", "easy", "medium"]
+    cli = run_cli("train", "model=mlp", "+preset=advanced", "--cfg", "job", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    composed = yaml.safe_load(cli.stdout)
+    advanced = presets["advanced"]
+    assert advanced["override"] == "+preset=advanced" and advanced["values"]["trainer.max_epochs"] == 40
+    assert {g: composed[g]["name"] for g in advanced["choices"]} == advanced["choices"] == {"optimizer": "adamw", "scheduler": "cosine"}
+    for key, value in advanced["values"].items():
+        group, name = key.split(".")
+        assert composed[group][name] == value, key
+    result = client.post("/api/check", json={"overrides": ["model=mlp", "+preset=easy"]}).json()
+    assert result == {"ok": True, "problems": [], "command": "lightplug train model=mlp +preset=easy"}
+    wrong = run_cli("train", "model=mlp", "+preset=eazy", cwd=tmp_path)
+    assert client.post("/api/check", json={"overrides": ["model=mlp", "+preset=eazy"]}).json()["problems"] == [wrong.stderr.strip().removeprefix("error: ")]
 
 
 def test_good_config_passes_and_shows_its_command(client: TestClient) -> None:
@@ -259,6 +307,37 @@ def test_runs_view_reads_the_run_folders(client: TestClient, outputs: Path) -> N
     assert curves["series"]["val/acc"] == [[9.0, 0.5, 0.0], [19.0, 0.9, 1.0]] and curves["run"]["epoch"] == 1
     cmp = client.get("/api/compare", params=[("id", "2026-01-02/10-00-00"), ("id", "2026-01-02/11-00-00")]).json()
     assert cmp["params"] == [{"key": "model.width", "values": [16, 32]}]
+
+
+def test_runs_list_says_why_a_run_failed_and_offers_resume_only_when_it_can(client: TestClient, outputs: Path, tmp_path: Path) -> None:
+    done = _fake_run(outputs, "10-00-00", width=16, best=0.8)
+    stopped = _fake_run(outputs, "11-00-00", width=32, best=0.9)
+    killed = _fake_run(outputs, "12-00-00", width=32, best=0.7)
+    for run, code in ((done, 0), (stopped, 130), (killed, -9)):
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"PK")
+        (run / "launch.json").write_text(json.dumps({"overrides": ["model=simple_cnn"], "returncode": code}))
+    failed = outputs / "2026-01-02" / "13-00-00"
+    failed.mkdir(parents=True)
+    cli = run_cli("train", "model=yolo", "data=digits", cwd=tmp_path)  # what a failed run printed
+    (failed / "console.log").write_text(cli.stdout + cli.stderr)
+    (failed / "launch.json").write_text(json.dumps({"overrides": ["model=yolo", "data=digits"], "returncode": cli.returncode}))
+
+    runs = {r["id"]: r for r in client.get("/api/runs").json()}
+    ids = {run: run.relative_to(outputs).as_posix() for run in (done, stopped, killed, failed)}
+    assert runs[ids[failed]]["status"] == "failed" and runs[ids[failed]]["error"] == cli.stderr.strip().removeprefix("error: ")
+    assert [runs[ids[r]]["status"] for r in (done, stopped, killed)] == ["completed", "interrupted", "crashed"]
+    assert runs[ids[done]]["error"] is None and runs[ids[stopped]]["error"] is None
+    offered = {run: client.get("/api/run", params={"id": ids[run]}).json()["can_resume"] for run in (done, stopped, killed, failed)}
+    assert offered == {done: False, stopped: True, killed: True, failed: False}
+    refused = client.post("/api/run/resume", json={"id": ids[done]})
+    assert refused.status_code == 409 and "is completed" in refused.json()["error"]
+
+    # compare leaves out what the user did not set: plugin names, the data's facts, the checkpoint resumed from
+    config = json.loads((stopped / "config.json").read_text())
+    config.update(data={"_plugin_": "image_folder"}, facts={"num_classes": 3}, resume=str(stopped / "checkpoints" / "last.ckpt"))
+    (stopped / "config.json").write_text(json.dumps(config))
+    cmp = client.get("/api/compare", params=[("id", ids[done]), ("id", ids[stopped])]).json()
+    assert [p["key"] for p in cmp["params"]] == ["model.width"]
 
 
 def test_a_detection_run_shows_its_pr_curve_and_lowest_ap50_first(client: TestClient, outputs: Path) -> None:

@@ -121,6 +121,21 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         expect.set_options(timeout=90_000)
         page.goto(url)
 
+        # a detection model starts on the data the CLI picks for it; a preset is `+preset=NAME`, for mlp too
+        page.click('li[data-plugin="yolo"] button')
+        expect(page.locator("#data-plugin")).to_have_value("shapes")
+        expect(page.locator("#command")).to_have_text("lightplug train model=yolo data=shapes data.task=detection")
+        expect(page.locator("#server-check")).to_have_text("checked by the server: ready to start")
+        page.select_option("#data-plugin", "digits")  # the CLI's task rule, before launch
+        expect(page.locator("#problems li")).to_have_text(re.compile(r"^model=yolo is a detection model but data=digits is classification data"))
+        expect(page.locator("#start")).to_be_disabled()
+        page.click('li[data-plugin="mlp"] button')
+        expect(page.locator("#run-form h2")).to_contain_text("mlp")
+        page.select_option("#preset", "easy")
+        expect(page.locator('[name="trainer.max_epochs"]')).to_have_value("10")
+        expect(page.locator('[name="optimizer.lr"]')).to_have_value("0.003")
+        expect(page.locator("#command")).to_have_text("lightplug train model=mlp +preset=easy")
+
         # the plugin list, then simple_cnn's form
         expect(page.locator('li[data-plugin="simple_cnn"]')).to_contain_text("lightplug-convnets")
         page.click('li[data-plugin="simple_cnn"] button')
@@ -146,7 +161,7 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         page.fill('[name="model.depth"]', "2")
         page.fill('[name="data.batch_size"]', "128")
         page.fill('[name="trainer.max_epochs"]', "1")
-        command = "lightplug train model=simple_cnn model.width=16 model.depth=2 data.batch_size=128 trainer.max_epochs=1"
+        command = "lightplug train model=simple_cnn +preset=easy model.depth=2 data.batch_size=128 trainer.max_epochs=1"
         expect(page.locator("#command")).to_have_text(command)
         expect(page.locator("#server-check")).to_have_text("checked by the server: ready to start")
         expect(page.locator("#start")).to_be_enabled()
@@ -161,6 +176,7 @@ def test_form_preset_launch_and_runs_view(server: tuple[str, Path], tmp_path: Pa
         expect(page.locator(".run-head")).to_contain_text("best val/acc =")
         expect(page.locator("#curves svg .series polyline, #curves svg .series circle").first).to_be_attached()
         expect(page.locator("#files")).to_contain_text("checkpoints/best.ckpt")
+        expect(page.locator("#resume")).to_be_hidden()  # a completed run is not resumed
 
         # the runs view lists it with its metric
         page.click("#nav-runs")

@@ -23,7 +23,7 @@ from ._args import one_line_errors
 from .hydra_job import composable_single_run
 from .show_config import flag_value, print_config, print_info
 
-__all__ = ["main", "register_configs", "run_hydra", "data_for_models"]
+__all__ = ["main", "register_configs", "run_hydra", "data_for_models", "check_job"]
 
 _CHILD_ARGS = "LIGHTPLUG_DDP_ARGS"
 
@@ -217,6 +217,19 @@ def _check_before_run(args: list[str], registry: Registry, task: Any = None) -> 
         options = {g: group_options(g, registry) for g in ("model", "data", "optimizer", "scheduler", "trainer", "logger", "preset")}
         raise from_hydra(exc, options) from exc
     return run_dir
+
+
+def check_job(args: list[str], registry: Registry) -> None:
+    """Compose and check one run of ``lightplug train ARGS`` as the command does before it starts (the model/data
+    task rule, the data and its facts, the plugin's own rules), without running it or writing a run folder.
+    ``args`` hold the data :func:`data_for_models` implies and name every plugin they use (the UI's checks).
+
+    Raises:
+        ConfigError: one line per problem, as ``lightplug train`` prints them.
+        PluginError, DataError: a plugin or the data cannot be used.
+    """
+    register_configs(registry, _choices(args), only_chosen=True)
+    _check_before_run(args, registry)
 
 
 def _pin_run_dir(args: list[str], run_dir: str) -> list[str]:

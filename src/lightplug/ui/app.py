@@ -2,6 +2,8 @@
 
     GET  /api/models[?check=1]      the model plugins (as ``lightplug models --json``)
     GET  /api/models/NAME           a model's JSON Schema (as ``lightplug models show NAME --json``)
+    GET  /api/models/NAME/start     what the form starts with: the data ``lightplug train model=NAME`` picks and
+                                    the training part of each ``+preset=NAME``
     GET  /api/data, /api/data/NAME  the same for data plugins
     GET  /api/core                  options, rules and defaults of optimizer, scheduler, trainer, run keys
     POST /api/check                 {"overrides": [...]} -> {"problems": [...], "command": "lightplug train ..."}
@@ -38,8 +40,9 @@ from pydantic import BaseModel, Field
 from ..errors import LightplugError
 from ..registry import Registry, get_registry
 from . import folders
-from .checks import CHECKPOINT_KEYS, MAX_OVERRIDES, check_overrides, command_line
+from .checks import CHECKPOINT_KEYS, MAX_OVERRIDES, check_overrides, command_line, default_data
 from .launcher import Launcher, read_launch
+from .presets import training_presets
 
 __all__ = ["create_app", "static_dir", "TOKEN_HEADER", "TOKEN_COOKIE"]
 
@@ -155,6 +158,15 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
     def model_schema(name: str) -> Any:
         return _schema("model", name)
 
+    @app.get("/api/models/{name}/start")
+    def model_start(name: str) -> Any:
+        try:
+            with lock:
+                registry.find("model", name, import_paths=False)
+                return {"data": default_data(name, registry), "presets": training_presets(name, registry)}
+        except LightplugError as exc:
+            return _error(404, str(exc))
+
     @app.get("/api/data")
     def data(check: bool = False) -> list[dict[str, Any]]:
         return _listing("data", check)
@@ -212,6 +224,9 @@ def create_app(outputs: Path, token: str | None = None, loopback: bool = True, d
         job = launcher.job(run_dir)
         if job is not None and job.process.poll() is None:
             return _error(409, f"run {body.id} is still running")
+        status = folders.summarize(outputs, run_dir, job, folders.index_rows(outputs).get(str(run_dir)))["status"]
+        if status not in folders.RESUMABLE:
+            return _error(409, f"run {body.id} is {status}: only interrupted or crashed runs are resumed")
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             return _error(409, f"run {body.id} has no checkpoints/last.ckpt to resume from")

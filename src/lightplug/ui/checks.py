@@ -17,7 +17,7 @@ from ..errors import ConfigError, LightplugError
 from ..registry import Registry
 from ..schema import Schema, check_values
 
-__all__ = ["check_overrides", "command_line", "inside", "GROUPS", "RUN_KEYS", "CHECKPOINT_KEYS", "MAX_OVERRIDES"]
+__all__ = ["check_overrides", "command_line", "default_data", "inside", "GROUPS", "RUN_KEYS", "CHECKPOINT_KEYS", "MAX_OVERRIDES"]
 
 #: Config groups whose choice (``optimizer=sgd``) and fields (``optimizer.lr=0.1``) the UI may set.
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer")
@@ -30,7 +30,7 @@ MAX_OVERRIDES = 200
 _MAX_LEN = 2000
 #: Field names that hold a file or folder (checked like checkpoint paths, against the allowed folders).
 _PATH_NAME = re.compile(r"(^|_)(root|path|dir|file|folder|directory|annotations|images|labels|yaml|json|csv|ckpt|checkpoint|weights)s?$")
-_ALLOWED = "model=NAME, data=NAME, optimizer=, scheduler=, trainer= and their fields (model.width=...), seed, resume, init_from"
+_ALLOWED = "model=NAME, data=NAME, optimizer=, scheduler=, trainer= and their fields (model.width=...), +preset=NAME, seed, resume, init_from"
 
 
 def command_line(overrides: list[str]) -> str:
@@ -98,6 +98,11 @@ def _key_problem(ov: Any, value: Any, seen: set[str]) -> str | None:
     """Why an override is not one the UI launches (its key, its kind, its value), or None."""
     key = ov.key_or_group
     text = ov.input_line or key
+    if key == "preset" and ov.is_add() and ov.package is None and not ov.is_sweep_override():
+        if key in seen:
+            return f"{key}: given twice"
+        seen.add(key)
+        return None  # +preset=NAME, as on the command line: its option is checked by preflight
     if ov.is_add() or ov.is_force_add() or ov.is_delete() or ov.package is not None:
         return f"{text}: only plain key=value overrides can be launched (no +, ++, ~ or @package)"
     if ov.is_sweep_override():
@@ -170,10 +175,15 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         return problems
     if "model" not in chosen:
         return [f"no model chosen: add model=NAME (available: {', '.join(registry.names('model')) or 'none installed'})"]
+    schema, why = _plugin(registry, "model", chosen["model"])
+    if schema is None:
+        return [why or f"model={chosen['model']}: cannot be used"]
+    implied = _implied_data(overrides, registry)
+    chosen.setdefault("data", next((a.split("=", 1)[1] for a in implied if a.startswith("data=")), "digits"))
     schemas: dict[str, Schema] = {}
     owners: dict[str, str] = {}
     for kind in ("model", "data"):
-        name = chosen.get(kind, "digits")
+        name = chosen[kind]
         schema, why = _plugin(registry, kind, name)
         if schema is None:
             problems.append(why or f"{kind}={name}: cannot be used")
@@ -191,7 +201,37 @@ def check_overrides(overrides: Any, registry: Registry, outputs: Path, data_dirs
         for spec in schema.fields:
             if f"{kind}.{spec.name}" not in given and spec.default == "???":
                 problems += check_values(schema, {spec.name: "???"}, prefix=kind, owner=owners[kind])
+    if not problems:  # the run as `lightplug train` composes it: the model/data task rule, the data, the plugin's own rules
+        from ..cli.train import check_job
+
+        try:
+            check_job([*overrides, *implied, f"hydra.run.dir={outputs}/run"], registry)
+        except ConfigError as exc:
+            problems += exc.problems or [str(exc)]
+        except LightplugError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def _implied_data(overrides: list[str], registry: Registry) -> list[str]:
+    """The data ``lightplug train`` picks for the model's task when the overrides name none (``data=shapes
+    data.task=detection`` for a detection model): the CLI's own :func:`~lightplug.cli.train.data_for_models`."""
+    from ..cli.train import data_for_models
+
+    try:
+        return data_for_models(overrides, registry)
+    except LightplugError:
+        return []
+
+
+def default_data(model: str, registry: Registry) -> list[str]:
+    """The data overrides ``lightplug train model=MODEL`` uses when no ``data=`` is given.
+
+    Example:
+        >>> default_data("yolo", registry)   # doctest: +SKIP
+        ['data=shapes', 'data.task=detection']
+    """
+    return _implied_data([f"model={model}"], registry) or ["data=digits"]
 
 
 def _code_values(parsed: list[Any], schemas: dict[str, Schema]) -> list[str]:

@@ -18,13 +18,18 @@ from ..runs import flatten
 from .checks import command_line
 from .launcher import Job, read_launch, status_of_exit
 
-__all__ = ["safe_path", "run_id", "find_runs", "index_rows", "read_metrics", "summarize", "details", "compare", "flatten"]
+__all__ = ["safe_path", "run_id", "find_runs", "index_rows", "read_metrics", "summarize", "details", "compare", "flatten", "RESUMABLE"]
 
 _MARKERS = ("config.json", "launch.json", "summary.json")
 _SKIP = {"checkpoints", "export", ".hydra", "val_predictions", "tensorboard", "wandb", "mlruns", "lightning_logs", "__pycache__"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _MAX_POINTS = 2000
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error", "nll")
+#: The states a run can be resumed from (with its ``last.ckpt``): stopped, or ended without recording its end.
+RESUMABLE = ("interrupted", "crashed")
+#: Config keys the compare view leaves out: the plugin names (shown as the model and data columns), the data facts
+#: the run found, and the checkpoint a run resumed from.
+_INTERNAL = re.compile(r"(^|\.)_plugin_$|^facts\.|^resume$")
 
 
 def safe_path(outputs: Path, rel: str) -> Path | None:
@@ -174,6 +179,7 @@ def summarize(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any]
     best = summary.get("best") if summary else (row or {}).get("best")
     mode = _mode(monitor, config)
     metrics = metrics or read_metrics(run_dir)
+    error = _reason(run_dir, row) if status in ("failed", "crashed") else None
     if best is None or status in ("running", "stopping"):
         values = [p[1] for p in metrics["series"].get(monitor or "", [])]
         best = (min(values) if mode == "min" else max(values)) if values else best
@@ -201,7 +207,23 @@ def summarize(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any]
         "max_epochs": int(str(epochs)) if str(epochs or "").lstrip("-").isdigit() else None,
         "epoch": int(last_epoch) if last_epoch is not None else None,
         "ours": job is not None,
+        "error": error,
     }
+
+
+def _reason(run_dir: Path, row: dict[str, Any] | None) -> str | None:
+    """Why a run failed, in one line: the ``error:`` line ``lightplug train`` printed (with the first problem when it
+    lists several), else the runs index's error, else the last line the process printed (a traceback's last line)."""
+    lines = _tail(run_dir / "console.log", 200) or _tail(run_dir / "train.log", 200)
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("error: "):
+            text = lines[i].removeprefix("error: ")
+            if text.endswith(":") and i + 1 < len(lines):
+                text = f"{text} {lines[i + 1].strip()}"
+            return text[:500]
+    if row and row.get("error"):
+        return str(row["error"]).splitlines()[0][:500]
+    return lines[-1].strip()[:500] if lines else None
 
 
 def _tail(path: Path, lines: int = 40) -> list[str]:
@@ -272,18 +294,19 @@ def details(outputs: Path, run_dir: Path, job: Job | None, row: dict[str, Any] |
         worst=_worst(run_dir),
         export_report=_json(report_file) or None,
         files=_files(outputs, run_dir),
-        can_resume=(run_dir / "checkpoints" / "last.ckpt").is_file() and out["status"] not in ("running", "stopping"),
-        error=(row or {}).get("error"),
+        can_resume=(run_dir / "checkpoints" / "last.ckpt").is_file() and out["status"] in RESUMABLE,
+        error=out["error"] or ((row or {}).get("error") if out["status"] == "interrupted" else None),
     )
     return out
 
 
 def compare(outputs: Path, run_dirs: list[Path], jobs: dict[Path, Job | None], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The runs side by side: their summary lines and every config value that differs between them."""
+    """The runs side by side: their summary lines and every config value that differs between them (internal keys
+    left out: ``model._plugin_``, ``data._plugin_``, ``facts.*``, ``resume``)."""
     runs = [summarize(outputs, d, jobs.get(d), rows.get(str(d))) for d in run_dirs]
     configs = [flatten(_json(d / "config.json")) for d in run_dirs]
     written = [c for c in configs if c]  # a run that just started has no config.json yet
-    keys = sorted({k for c in written for k in c if not k.startswith("facts.label_names")})
+    keys = sorted({k for c in written for k in c if not _INTERNAL.search(k)})
     missing = object()
     differ = [k for k in keys if len({json.dumps(c.get(k, missing), default=str, sort_keys=True) for c in written}) > 1]
     return {"runs": runs, "params": [{"key": k, "values": [c.get(k) for c in configs]} for k in differ]}

@@ -28,12 +28,15 @@ LOG_FILE = "console.log"
 
 
 def status_of_exit(code: int | None) -> str:
-    """``running`` while there is no exit code, then ``completed``, ``interrupted`` (SIGINT/SIGTERM) or ``failed``."""
+    """``running`` while there is no exit code, then ``completed``, ``interrupted`` (SIGINT/SIGTERM), ``crashed``
+    (killed by another signal: SIGKILL, out of memory, a segfault) or ``failed`` (an error it reported)."""
     if code is None:
         return "running"
     if code == 0:
         return "completed"
-    return "interrupted" if code in (130, 143, -2, -15) else "failed"
+    if code in (130, 143, -2, -15):
+        return "interrupted"
+    return "crashed" if code < 0 or code in (134, 137, 139) else "failed"
 
 
 def _now() -> str:

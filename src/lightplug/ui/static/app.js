@@ -48,14 +48,32 @@ function select(id, options, value, onchange, labels = {}) {
   return node;
 }
 
+/** `data=shapes data.task=detection` as {name: "shapes", fields: {task: "detection"}}. */
+function parseDataOverrides(overrides) {
+  const out = { name: null, fields: {} };
+  for (const text of overrides || []) {
+    const [key, ...rest] = text.split("=");
+    if (key === "data") out.name = rest.join("=");
+    else if (key.startsWith("data.")) out.fields[key.slice(5)] = rest.join("=");
+  }
+  return out;
+}
+
 class RunForm {
-  constructor(schema, core, dataRows) {
+  /**
+   * @param {object} start what `GET /api/models/NAME/start` gives: the data `lightplug train model=NAME` picks for the
+   *   model's task, and the training part of each `+preset=NAME`
+   */
+  constructor(schema, core, dataRows, start) {
     this.schema = schema;
     this.name = schema["x-plugin"].name;
     this.core = core;
     this.dataRows = dataRows.filter(usable);
+    this.begin = start || { data: [], presets: {} };
+    this.startData = parseDataOverrides(this.begin.data);
     this.defaults = { data: core.choices.data || "digits", optimizer: core.groups.optimizer.default, scheduler: core.groups.scheduler.default, trainer: core.groups.trainer.default };
-    this.choice = { ...this.defaults };
+    this.choice = { ...this.defaults, data: this.startData.name || core.choices.data || "digits" };
+    this.preset = "";
     this.model = new FieldSet(schema, "model", this.name);
     this.run = new FieldSet(core.run.schema, "", "run", { only: ["seed"], fallback: core.run.values });
     this.checkTimer = null;
@@ -64,8 +82,13 @@ class RunForm {
 
   async build() {
     const plugin = this.schema["x-plugin"];
-    const presets = this.schema["x-presets"] || {};
-    const presetLabels = Object.fromEntries(Object.entries(presets).map(([p, v]) => [p, `${p} (${Object.entries(v).map(([k, x]) => `${k}=${x}`).join(", ")})`]));
+    const own = this.schema["x-presets"] || {};
+    const presets = this.begin.presets || {};
+    const presetLabels = Object.fromEntries(Object.entries(presets).map(([p, v]) => [p, `+preset=${p} (${[
+      ...Object.entries(v.choices).map(([g, o]) => `${g}=${o}`),
+      ...Object.entries(v.values).map(([k, x]) => `${k}=${x}`),
+      ...Object.entries(own[p] || {}).map(([k, x]) => `model.${k}=${x}`)].join(", ")})`]));
+    this.modelBox = el("div", { id: "model-fields" }, this.model.render());
     this.dataBox = el("div", { id: "data-fields" });
     this.optimizerBox = el("div", { id: "optimizer-fields" });
     this.trainerBox = el("div", { id: "trainer-fields" });
@@ -85,7 +108,7 @@ class RunForm {
         el("label", { for: "preset" }, "Preset "),
         select("preset", ["", ...Object.keys(presets)], "", (p) => this.applyPreset(p), { "": "— defaults —", ...presetLabels }),
         el("label", { class: "toggle" }, advanced, " show advanced settings")),
-      el("section", { class: "form-section" }, el("h3", {}, "Model"), this.model.render()),
+      el("section", { class: "form-section" }, el("h3", {}, "Model"), this.modelBox),
       el("section", { class: "form-section" }, el("h3", {}, "Data"),
         el("div", { class: "field" }, el("label", { for: "data-plugin" }, "data"),
           el("div", { class: "control" }, select("data-plugin", this.dataRows.map((r) => r.name), this.choice.data, (v) => this.setData(v), dataLabels)),
@@ -113,10 +136,37 @@ class RunForm {
     return this.root;
   }
 
+  /** `+preset=NAME` as the command line runs it: the preset's group options and values become the form's defaults
+   * (the training part, composed by the server), and the model's own part becomes the model fields' defaults. */
   applyPreset(name) {
-    const presets = this.schema["x-presets"] || {};
-    this.model.apply(name ? presets[name] : {});
+    this.preset = name;
+    const own = (this.schema["x-presets"] || {})[name] || {};
+    this.model = new FieldSet(this.schema, "model", this.name, { fallback: name ? own : {} });
+    this.model.onchange = () => this.update();
+    clear(this.modelBox).append(...this.model.render());
+    for (const group of ["optimizer", "scheduler", "trainer"]) {
+      this.choice[group] = this.groupDefault(group);
+      this.root.querySelector(`#${group}`).value = this.choice[group];
+    }
+    this.setOptimizer(this.choice.optimizer, false);
+    this.setTrainer(this.choice.trainer, false);
     this.update();
+  }
+
+  /** The option a group has without a `group=` override: the preset's choice, else train.yaml's. */
+  groupDefault(group) {
+    const preset = this.preset ? this.begin.presets[this.preset] : null;
+    return (preset && preset.choices[group]) || this.defaults[group];
+  }
+
+  /** The values a group option starts with: its YAML over the rules' defaults, then what the preset sets. */
+  groupValues(group, option) {
+    const values = { ...this.core.groups[group].values[option] };
+    const preset = this.preset ? this.begin.presets[this.preset] : null;
+    for (const [key, value] of Object.entries(preset ? preset.values : {})) {
+      if (key.startsWith(`${group}.`)) values[key.slice(group.length + 1)] = value;
+    }
+    return values;
   }
 
   async setData(name) {
@@ -124,6 +174,15 @@ class RunForm {
     try {
       const schema = await getJSON(`/api/data/${encodeURIComponent(name)}`);
       this.data = new FieldSet(schema, "data", name);
+      if (name === this.startData.name) { // the CLI's data for the model's task, with its settings (data.task=detection)
+        for (const [key, text] of Object.entries(this.startData.fields)) {
+          const field = this.data.field(key);
+          if (!field) continue;
+          let value = text;
+          try { if (field.type !== "string") value = JSON.parse(text); } catch { /* kept as typed: the field says what is wrong */ }
+          field.set(value);
+        }
+      }
       this.data.onchange = () => this.update();
       clear(this.dataBox).append(...this.data.render());
     } catch (err) {
@@ -136,7 +195,7 @@ class RunForm {
   setOptimizer(name, update = true) {
     this.choice.optimizer = name;
     const g = this.core.groups.optimizer;
-    this.optimizer = new FieldSet(g.schema, "optimizer", "optimizer", { only: ["lr", "weight_decay"], fallback: g.values[name] });
+    this.optimizer = new FieldSet(g.schema, "optimizer", "optimizer", { only: ["lr", "weight_decay"], fallback: this.groupValues("optimizer", name) });
     this.optimizer.onchange = () => this.update();
     clear(this.optimizerBox).append(...this.optimizer.render());
     if (update) this.update();
@@ -145,7 +204,7 @@ class RunForm {
   setTrainer(name, update = true) {
     this.choice.trainer = name;
     const g = this.core.groups.trainer;
-    this.trainer = new FieldSet(g.schema, "trainer", "trainer", { only: TRAINER_FIELDS, fallback: g.values[name], advanced: TRAINER_ADVANCED });
+    this.trainer = new FieldSet(g.schema, "trainer", "trainer", { only: TRAINER_FIELDS, fallback: this.groupValues("trainer", name), advanced: TRAINER_ADVANCED });
     this.trainer.onchange = () => this.update();
     clear(this.trainerBox).append(...this.trainer.render());
     if (update) this.update();
@@ -154,10 +213,13 @@ class RunForm {
   /** The overrides the form shows, in the order of the command line. */
   overrides() {
     const out = [`model=${this.name}`];
-    if (this.choice.data !== this.defaults.data) out.push(`data=${this.choice.data}`);
+    if (this.preset) out.push(`+preset=${this.preset}`);
+    // data= is left out only where `lightplug train` picks the same data itself (the model's task's data is train.yaml's)
+    const implied = this.startData.name || this.defaults.data;
+    if (this.choice.data !== this.defaults.data || implied !== this.defaults.data) out.push(`data=${this.choice.data}`);
     out.push(...this.model.overrides(), ...(this.data ? this.data.overrides() : []));
     for (const group of ["optimizer", "scheduler", "trainer"]) {
-      if (this.choice[group] !== this.defaults[group]) out.push(`${group}=${this.choice[group]}`);
+      if (this.choice[group] !== this.groupDefault(group)) out.push(`${group}=${this.choice[group]}`);
       if (this[group] instanceof FieldSet) out.push(...this[group].overrides());
     }
     out.push(...this.run.overrides());
@@ -217,14 +279,15 @@ async function showForm(name) {
   if (state.form && state.form.name === name && area.contains(state.form.root)) return;
   clear(area).append(el("p", { class: "empty" }, `loading ${name}…`));
   try {
-    const [schema, core, data] = await Promise.all([
+    const [schema, core, data, start] = await Promise.all([
       getJSON(`/api/models/${encodeURIComponent(name)}`),
       state.core ? state.core : getJSON("/api/core"),
       state.data.length ? state.data : getJSON("/api/data"),
+      getJSON(`/api/models/${encodeURIComponent(name)}/start`),
     ]);
     state.core = core;
     state.data = data;
-    const form = new RunForm(schema, core, data);
+    const form = new RunForm(schema, core, data, start);
     const root = await form.build();
     state.form = form;
     clear(area).append(root);

@@ -61,7 +61,8 @@ export function renderRuns(container) {
         sync();
       } });
       body.append(el("tr", { dataset: { run: run.id, status: run.status } },
-        el("td", {}, box), el("td", {}, runLink(run.id)), el("td", { class: "status" }, statusBadge(run.status)),
+        el("td", {}, box), el("td", {}, runLink(run.id)),
+        el("td", { class: "status" }, statusBadge(run.status), run.error ? el("div", { class: "reason small", title: run.error }, run.error) : null),
         el("td", {}, run.model || ""), el("td", {}, run.data || ""), el("td", { class: "best" }, best(run)),
         el("td", {}, formatDuration(run.seconds)), el("td", {}, progress(run)), el("td", { class: "small" }, (run.started || "").replace("T", " ").slice(0, 19))));
     }
@@ -139,11 +140,15 @@ export function renderRun(container, id) {
   const log = el("pre", { class: "log", id: "log" });
   const resultBox = el("div", { class: "results", id: "results" });
   const command = el("pre", { class: "command", id: "run-command" });
-  const stopButton = el("button", { type: "button", id: "stop", onclick: async () => {
-    try { await postJSON("/api/run/stop", { id }); notice("stopping: the run finishes its batch and writes last.ckpt"); } catch (err) { notice(err.message, "error"); }
+  // a notice ("stopping…", "resuming…") lasts while the run stays in the status it was given in
+  let noticeStatus = null;
+  let lastStatus = null;
+  const say = (text, kind) => { notice(text, kind); noticeStatus = kind === "error" ? null : lastStatus; };
+  const stopButton = el("button", { type: "button", id: "stop", disabled: true, onclick: async () => {
+    try { await postJSON("/api/run/stop", { id }); say("stopping… the run finishes its batch and writes last.ckpt"); } catch (err) { notice(err.message, "error"); }
   } }, "Stop");
-  const resumeButton = el("button", { type: "button", id: "resume", onclick: async () => {
-    try { await postJSON("/api/run/resume", { id }); notice(`resuming ${id}`); restart(); } catch (err) { notice([err.message, ...err.problems].join(": "), "error"); }
+  const resumeButton = el("button", { type: "button", id: "resume", hidden: true, onclick: async () => {
+    try { await postJSON("/api/run/resume", { id }); say(`resuming ${id}…`); restart(); } catch (err) { notice([err.message, ...err.problems].join(": "), "error"); }
   } }, "Resume");
   clear(container).append(head,
     el("div", { class: "toolbar" }, stopButton, resumeButton, bar, el("span", { id: "progress-text", class: "small" })),
@@ -168,7 +173,12 @@ export function renderRun(container, id) {
     }
     charts(curves, data, state);
     stopButton.disabled = !(live && run.ours);
-    resumeButton.disabled = live || !run.can_resume;
+    resumeButton.hidden = !run.can_resume; // interrupted or crashed runs only, never completed ones
+    if (noticeStatus !== null && run.status !== noticeStatus && !(noticeStatus === "running" && run.status === "stopping")) {
+      notice("");
+      noticeStatus = null;
+    }
+    lastStatus = run.status;
     const epochs = run.max_epochs || 0;
     bar.max = epochs || 1;
     bar.value = run.epoch === null || run.epoch === undefined ? 0 : Math.min(epochs, run.epoch + (live ? 0 : 1));
