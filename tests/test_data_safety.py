@@ -259,6 +259,40 @@ def test_a_refused_re_export_keeps_the_file_an_earlier_export_verified(exported:
 
 
 @pytest.mark.slow
+def test_output_never_replaces_an_input_the_model_the_checkpoint_or_a_run_file(exported: tuple[Path, Path, bytes]) -> None:
+    """An outside attack found each of these overwrote a file: predict's output= naming its input or its model, export's
+    output= naming the checkpoint it reads or a run's config.json, and a predict that failed emptied the earlier CSV."""
+    ckpt, onnx_file, verified = exported
+    folder = ckpt.parent
+    rows = folder / "in.csv"
+    rows.write_text(",".join(f"f{i}" for i in range(64)) + "\n" + ",".join(["1"] * 64) + "\n")
+    config = folder / "config.json"
+    config.write_text('{"mine": true}')
+    keep = folder / "keep.csv"
+    keep.write_text("earlier,results\n")
+    broken = folder / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    kept = {f: f.read_bytes() for f in (ckpt, onnx_file, rows, config, keep)}
+    refused = [
+        (["predict", f"model={onnx_file}", f"input={rows}", f"output={rows}"], "is one of the files it reads"),
+        (["predict", f"model={onnx_file}", f"input={folder}", f"output={rows}"], "is one of the files it reads"),
+        (["predict", f"model={onnx_file}", f"input={rows}", f"output={onnx_file}"], "predictions are written as CSV"),
+        (["predict", f"model={onnx_file}", f"input={rows}", "output=/dev/null"], "predictions are written as CSV"),
+        (["export", f"ckpt={ckpt}", "format=onnx", f"output={ckpt}"], "onnx files are written as *.onnx"),
+        (["export", f"ckpt={ckpt}", "format=torchscript", f"output={config}"], "torchscript files are written as *.pt"),
+        (["export", f"ckpt={ckpt}", "format=onnx", "output=/dev/null"], "onnx files are written as *.onnx"),
+        (["predict", f"model={broken}", f"input={rows}", f"output={keep}"], "broken.onnx"),  # a failure keeps the earlier CSV
+    ]
+    for args, words in refused:
+        out = run_cli(*args, cwd=folder)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr[-2000:])
+    assert {f: f.read_bytes() for f in kept} == kept
+    assert Path("/dev/null").is_char_device()
+    done = run_cli("predict", f"model={onnx_file}", f"input={rows}", f"output={keep}", cwd=folder)  # a success replaces it
+    assert done.returncode == 0 and keep.read_text().startswith("file,") and not list(folder.glob(".*.tmp"))
+
+
+@pytest.mark.slow
 def test_export_with_atol_nan_on_the_command_line_keeps_the_verified_file(exported: tuple[Path, Path, bytes]) -> None:
     ckpt, onnx_file, verified = exported
     out = run_cli("export", f"ckpt={ckpt}", "format=onnx", "atol=nan", "benchmark=false", cwd=ckpt.parent)

@@ -97,6 +97,57 @@ def test_second_sigint_stops_at_once_and_every_checkpoint_still_loads(tmp_path: 
     assert last in _all_checkpoints_load(run)
 
 
+_SECOND_SIGINT_MID_WRITE = """
+import os, signal, sys
+import torch
+from lightplug.interrupt import GracefulStop
+
+stopping = []
+real_save = torch.save
+
+class SecondCtrlCMidWrite:  # the stop's checkpoint file: a real second Ctrl-C once 200 kB of it are written
+    def __init__(self, f):
+        self.f, self.written = f, 0
+    def write(self, data):
+        self.written += len(data)
+        if self.written > 200_000 and len(stopping) == 1:
+            stopping.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.f.write(data)
+    def flush(self):
+        return self.f.flush()
+
+def save(obj, f, *args, **kwargs):
+    return real_save(obj, SecondCtrlCMidWrite(f) if stopping else f, *args, **kwargs)
+
+def first_ctrl_c(self, trainer, pl_module, batch, batch_idx):  # in epoch 1: epoch 0's last.ckpt is on disk
+    if trainer.global_step == 30 and not stopping:
+        stopping.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+torch.save = save
+GracefulStop.on_train_batch_start = first_ctrl_c
+from lightplug.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_sigint_inside_the_checkpoint_write_exits_130_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    """The full suite on a loaded machine once sent the second SIGINT while torch.save wrote: its zip writer's cleanup
+    raised "unexpected pos" on top of the stop, and the command printed a traceback and exited 1."""
+    script, run = tmp_path / "second_sigint.py", tmp_path / "run"
+    script.write_text(_SECOND_SIGINT_MID_WRITE)
+    done = subprocess.run([sys.executable, str(script), "train", "model=mlp", "model.hidden=512", "trainer.max_epochs=3",
+                           "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=TIMEOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 128 + signal.SIGINT, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "error: training stopped at once by a second SIGINT" in done.stderr
+    folder = run / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]  # no temporary file left
+    assert folder / "last.ckpt" in _all_checkpoints_load(run)
+
+
 _SLOW_SHUTDOWN = """
 import atexit, sys, time
 from lightplug.cli import main as cli

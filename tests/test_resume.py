@@ -231,6 +231,9 @@ def test_sigint_in_an_epochs_last_batch_stops_after_its_validation_and_resumes_e
     assert "error: training stopped by SIGINT at epoch 1" in stopped.stderr and "Traceback" not in stopped.stderr
     epochs = epoch_metrics(run)
     assert sorted(epochs) == [0, 1], epochs  # epoch 1's validation ran before the stop
+    best = max(epochs, key=lambda e: (float(epochs[e]["val/acc"]), -e))
+    shown = json.loads((run / "artifacts.json").read_text())  # the files written at the stop show that validation's best
+    assert shown["best_epoch"] == best and set(shown["files"].values()) == {best}, (shown, epochs)
     command = shlex.split(stopped.stderr.split("resume with: ", 1)[1].rsplit(")", 1)[0])
     resumed = subprocess.run([sys.executable, "-m", "lightplug", *command[1:]], cwd=tmp_path, capture_output=True, text=True,
                              timeout=TIMEOUT)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError", "Interrupted"]
+__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError", "Interrupted", "stop_behind"]
 
 
 class LightplugError(Exception):
@@ -65,3 +65,16 @@ class Interrupted(LightplugError):
         super().__init__(message, hint)
         self.exit_code = 128 + signal_number
         self.at_once = at_once  # a second signal: raised from wherever the program was, nothing was shut down
+
+
+def stop_behind(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` was raised while handling, if any: a second Ctrl-C inside a library's
+    write (``torch.save``) makes the library's cleanup raise its own error ("unexpected pos ...") on top of the stop."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, Interrupted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -107,22 +107,17 @@ class GracefulStop(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             # Not here: Lightning does not resume exactly from a checkpoint taken after an epoch's last batch but
-            # before its validation (the validation is skipped and the runs part). Stop where its own epoch-end
-            # checkpoint is taken instead, after the validation (or at the epoch's end when there is none).
+            # before its validation (the validation is skipped and the runs part). Stop at the epoch's end instead,
+            # after its validation and the callbacks that record it.
             return
         if (batch_idx + 1) % max(1, trainer.accumulate_grad_batches) != 0:
             return  # gradients of a partial accumulation are not in checkpoints: stop after the optimizer step
         if self._agreed(trainer):
             self._stop(trainer)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return  # a validation inside the epoch (val_check_interval < 1): the next batch end stops
-        if self._agreed(trainer) and not self._finishing(trainer):
-            self._stop(trainer)
-
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._agreed(trainer) and not self._finishing(trainer):  # an epoch without validation
+        # after every callback's on_validation_end: the best epoch is decided, best.ckpt and the kept files agree
+        if self._agreed(trainer) and not self._finishing(trainer):
             self._stop(trainer)
 
     def _agreed(self, trainer: L.Trainer) -> bool:

@@ -9,6 +9,7 @@ format that failed (one ``error:`` line per failed format; the formats that pass
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -159,7 +160,33 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
 
     # ckpt=PATH, or run=RUN_DIR [ckpt=best|last] as test and predict take them; a missing file is refused before torch loads
     opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run", None) or "", "ckpt": opts.get("ckpt") or ""}, "export"))
+    if opts["output"] is not None:
+        _refuse_overwrites(opts["output"], opts["ckpt"], opts["format"])
     return opts
+
+
+def _refuse_overwrites(output: str, ckpt: str, formats: list[str]) -> None:
+    """``output=`` never replaces what it should not: the checkpoint read, a run's own files (``config.json``,
+    ``last.ckpt``, ...: a file name must end in the format's suffix) or anything that is not a regular file
+    (``/dev/null``).
+
+    Raises:
+        ConfigError: naming ``output`` and the file it would have replaced.
+    """
+    from ..export import target_paths
+    from ..export.report import SUFFIXES
+
+    source = Path(ckpt).resolve() if not ckpt.startswith("store:") else None
+    for fmt, path in target_paths(ckpt, formats, None, output).items():
+        ending = SUFFIXES[fmt].rsplit(".", 1)[-1]
+        if path.suffix.lower() != f".{ending}":
+            raise ConfigError(f"output={output}: {fmt} files are written as *.{ending}, not {path.name}",
+                              hint=f"give a name ending in .{ending}, e.g. output={path.with_suffix('.' + ending)}")
+        for file in (path, path.with_suffix(".bin")) if fmt == "openvino" else (path,):
+            if file.exists() and not file.is_file():
+                raise ConfigError(f"output={output}: {file} is not a regular file; export writes only regular files")
+            if source is not None and file.exists() and file.resolve() == source:
+                raise ConfigError(f"output={output}: {file} is the checkpoint being exported", hint="choose another output=")
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from ..errors import Interrupted, LightplugError
+from ..errors import Interrupted, LightplugError, stop_behind
 
 __all__ = ["main"]
 
@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = _load(_COMMANDS[command][0] if command != "-sc" else "lightplug.cli.completion:main")(rest)
-    except LightplugError as exc:
+    except Exception as raised:  # noqa: BLE001 - only lightplug's errors (or a stop wrapped by a library) are handled here
+        exc = raised if isinstance(raised, LightplugError) else stop_behind(raised)
+        if exc is None:
+            raise
         if isinstance(exc, Interrupted):
             _exit_at_once_on_another_signal(exc.exit_code)
             global _EXIT_AT_ONCE

@@ -98,6 +98,25 @@ def _print_head(rows: list[list[Any]], total: int, output: Path, detection: bool
     console.print(f"wrote {what} to {output}", highlight=False)
 
 
+def _refuse_overwrites(output: Path, files: list[Path], opts: dict[str, Any]) -> None:
+    """The predictions never replace an input, the model or anything but a CSV file (``output=m.onnx``,
+    ``output=in.csv`` with ``input=in.csv``, ``/dev/null``).
+
+    Raises:
+        ConfigError: naming ``output`` and what it would have replaced.
+    """
+    text = opts.get("output", str(output))
+    if output.suffix.lower() != ".csv":
+        raise ConfigError(f"output={text}: predictions are written as CSV, not {output.name}",
+                          hint=f"give a name ending in .csv, e.g. output={output.with_suffix('.csv')}")
+    if output.exists() and not output.is_file():
+        raise ConfigError(f"output={text}: not a regular file; predict writes a CSV file")
+    target = output.resolve()
+    named = [Path(opts[k]).expanduser() for k in ("model", "ckpt") if opts.get(k)]
+    if any(f.resolve() == target for f in [*files, *named]):
+        raise ConfigError(f"output={text}: is one of the files it reads; the predictions would replace it", hint="choose another output=")
+
+
 def main(args: list[str]) -> int:
     """Run ``lightplug predict`` with ``args`` (everything after ``predict``); returns the exit code."""
     if any(a in ("-h", "--help") for a in args):
@@ -112,6 +131,7 @@ def main(args: list[str]) -> int:
     topk, batch_size = _positive_int(opts, "topk", 3), _positive_int(opts, "batch_size", 64)
     given = _detection_values(opts)
     output = output_file("output", opts["output"], "preds.csv") if "output" in opts else Path("preds.csv")
+    _refuse_overwrites(output, files, opts)
     progress = parse_value(opts.get("progress", "true")) is not False and sys.stderr.isatty()
     predictor = _predictor(opts)
 

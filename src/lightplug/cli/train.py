@@ -16,7 +16,7 @@ from ..config.hydra_errors import from_hydra
 from ..config.paths import conf_dir
 from ..config.preflight import group_options, parse_overrides, preflight
 from ..config.store import register
-from ..errors import ConfigError, LightplugError
+from ..errors import ConfigError, LightplugError, stop_behind
 from ..registry import Registry, get_registry
 from ..schema import Schema
 from ._args import one_line_errors
@@ -268,6 +268,11 @@ def _task(original_argv: list[str]) -> Any:
             return run_training(run, hc.runtime.output_dir)
         except LightplugError as exc:
             raise _UserError(exc) from exc
+        except Exception as exc:
+            stop = stop_behind(exc)  # a second Ctrl-C inside torch.save: its cleanup's error sits on top of the stop
+            if stop is None:
+                raise
+            raise _UserError(stop) from exc
 
     return task
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,34 +258,38 @@ def predict_files(predictor: Predictor, source: str | Path | list[Path], output:
     head: list[list[Any]] = []
     bar = Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), TimeElapsedColumn(),
                    console=Console(stderr=True), disable=not progress, transient=True)
-    with out.open("w", newline="") as f, bar:
-        writer = csv.writer(f)
-        job = bar.add_task("files", total=len(files))
-        for samples in _batches(reader, files, batch_size, lambda: bar.advance(job)):
-            if task == "detection":
-                if columns is None:
-                    columns = ["file", "label", "score", "x1", "y1", "x2", "y2"]
-                    writer.writerow(columns)
-                not_images = [s for s in samples if s.size is None]
-                reader.problems += [f"{s.file}: not an image (detection models take image files)" for s in not_images]
-                samples = [s for s in samples if s.size is not None]
-                if not samples:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # the earlier file stays until this one is complete
+    try:
+        with tmp.open("w", newline="") as f, bar:
+            writer = csv.writer(f)
+            job = bar.add_task("files", total=len(files))
+            for samples in _batches(reader, files, batch_size, lambda: bar.advance(job)):
+                if task == "detection":
+                    if columns is None:
+                        columns = ["file", "label", "score", "x1", "y1", "x2", "y2"]
+                        writer.writerow(columns)
+                    not_images = [s for s in samples if s.size is None]
+                    reader.problems += [f"{s.file}: not an image (detection models take image files)" for s in not_images]
+                    samples = [s for s in samples if s.size is not None]
+                    if not samples:
+                        continue
+                    dets = predictor.detect(np.stack([s.values for s in samples]).astype(np.float32), settings)
+                    rows = _detection_rows(samples, dets, int(shape[-1]), [str(n) for n in meta.get("label_names") or []],
+                                           out.with_name(f"{out.stem}_boxes") if draw else None)
+                    writer.writerows(rows)
+                    head += rows[: max(0, 20 - len(head))]
+                    count += len(samples)
                     continue
-                dets = predictor.detect(np.stack([s.values for s in samples]).astype(np.float32), settings)
-                rows = _detection_rows(samples, dets, int(shape[-1]), [str(n) for n in meta.get("label_names") or []],
-                                       out.with_name(f"{out.stem}_boxes") if draw else None)
+                outputs = predictor(np.stack([s.values for s in samples]).astype(np.float32))
+                if columns is None:
+                    columns = _columns(task, meta, topk, int(outputs.shape[1]) if outputs.ndim > 1 else 1)
+                    writer.writerow(columns)
+                rows = rows_for(task, meta, samples, outputs, topk, mask_dir)
                 writer.writerows(rows)
                 head += rows[: max(0, 20 - len(head))]
-                count += len(samples)
-                continue
-            outputs = predictor(np.stack([s.values for s in samples]).astype(np.float32))
-            if columns is None:
-                columns = _columns(task, meta, topk, int(outputs.shape[1]) if outputs.ndim > 1 else 1)
-                writer.writerow(columns)
-            rows = rows_for(task, meta, samples, outputs, topk, mask_dir)
-            writer.writerows(rows)
-            head += rows[: max(0, 20 - len(head))]
-            count += len(rows)
-    if count == 0:
-        out.unlink(missing_ok=True)
+                count += len(rows)
+        if count:
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failure (or nothing predicted) leaves the earlier file as it was
     return count, reader.problems, [columns or [], *head]
