@@ -43,3 +43,55 @@ def test_simple_cnn_learns_shape_classes_well_above_chance(tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr[-3000:]
     accs = [float(row["val/acc"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/acc")]
     assert len(accs) == 4 and max(accs) >= 0.5, accs
+
+
+def _train_item(task: str, **augment: object) -> tuple[object, list[dict[str, object]]]:
+    """The shapes plugin built as a run builds it (16 px, 30 images), and its first 6 training samples."""
+    from lightplug.data.shapes import Shapes, ShapesConfig
+
+    cfg = ShapesConfig(task=task, num_samples=30, image_size=16, **{"hflip": 0.0, **augment})  # type: ignore[arg-type]
+    assert Shapes().check(cfg) == []
+    dm = Shapes().build(cfg)
+    return dm, [dm.datasets["train"][k] for k in range(6)]
+
+
+def test_flips_mirror_masks_and_boxes_with_the_pixels() -> None:
+    from lightplug.data.shapes_data import generate_shapes
+
+    samples = generate_shapes(30, 16, seed=0)
+    for flip, dims in (("hflip", (-1,)), ("vflip", (-2,))):
+        dm, items = _train_item("segmentation", **{flip: 1.0})
+        for k, item in enumerate(items):
+            src = samples[int(dm.sample_ids["train"][k])]  # type: ignore[attr-defined]
+            assert torch.equal(item["target"], torch.from_numpy(src.mask).flip(dims))  # type: ignore[arg-type]
+            pixels = torch.from_numpy(src.image).permute(2, 0, 1).flip(dims) * 2 - 1  # normalised as the data module does
+            assert torch.allclose(item["input"], pixels, atol=2 / 255)  # type: ignore[arg-type]
+    dm, items = _train_item("detection", hflip=1.0)
+    for k, item in enumerate(items):
+        src = samples[int(dm.sample_ids["train"][k])]  # type: ignore[attr-defined]
+        boxes = torch.from_numpy(src.boxes)
+        mirrored = torch.stack([16 - boxes[:, 2], boxes[:, 1], 16 - boxes[:, 0], boxes[:, 3]], dim=1)
+        target = item["target"]
+        assert torch.allclose(target["boxes"], mirrored) and torch.equal(target["labels"], torch.from_numpy(src.labels) - 1)  # type: ignore[index]
+
+
+def test_randaugment_changes_pixels_but_not_labels() -> None:
+    from lightplug.data.shapes_data import generate_shapes
+
+    samples = generate_shapes(30, 16, max_shapes=1, seed=0)
+    dm, items = _train_item("classification", policy="randaugment", magnitude=15)
+    changed = 0
+    for k, item in enumerate(items):
+        src = samples[int(dm.sample_ids["train"][k])]  # type: ignore[attr-defined]
+        assert int(item["target"]) == int(src.labels[0]) - 1  # type: ignore[call-overload]
+        changed += not torch.allclose(item["input"], torch.from_numpy(src.image).permute(2, 0, 1) * 2 - 1, atol=2 / 255)  # type: ignore[arg-type]
+    assert changed >= 4, changed  # RandAugment's 2 ops a sample may both be "Identity" (1 in 14 each): most samples change
+
+
+def test_a_policy_for_masks_or_boxes_is_refused_in_one_line_and_data_show_lists_the_augment_fields() -> None:
+    r = run_cli("train", "model=unet", "data=shapes", "data.policy=randaugment")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "data.policy=randaugment does not apply to segmentation data" in r.stderr
+    r = run_cli("data", "show", "shapes")
+    assert r.returncode == 0, r.stderr
+    assert all(f"data.{name}" in r.stdout for name in ("policy", "magnitude", "erasing", "vflip", "grayscale", "crop_scale", "crop_ratio"))

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from ..errors import DataError
 from ..plugin import Param
+from .augment_config import ImageAugment, augment_problems
 from .detection_config import DetectionAugment
 from .plugins import LoaderConfig, LoaderData, split_problems
 
@@ -24,7 +25,7 @@ OBJECT_NAMES = SHAPE_NAMES[1:]
 
 
 @dataclass
-class ShapesConfig(LoaderConfig, DetectionAugment):
+class ShapesConfig(LoaderConfig, DetectionAugment, ImageAugment):
     task: Annotated[Literal["segmentation", "detection", "classification"],
                     Param(help="segmentation: a class mask per image; detection: a box and label per shape; "
                                "classification: one shape per image, labelled with its class")] = "segmentation"
@@ -47,7 +48,7 @@ class Shapes(LoaderData):
 
     def check(self, cfg: ShapesConfig) -> list[str]:
         size = [f"data.min_size={cfg.min_size:g} is above data.max_size={cfg.max_size:g} (make min_size <= max_size)"] if cfg.min_size > cfg.max_size else []
-        return split_problems(cfg) + size
+        return split_problems(cfg) + size + augment_problems(cfg, cfg.task)
 
     def facts(self, cfg: ShapesConfig) -> dict[str, Any]:
         if cfg.min_size > cfg.max_size:
