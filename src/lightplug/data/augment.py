@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flip_probability", "train_steps", "policy_step", "erasing_steps", "has_train_steps"]
+__all__ = ["batch_mix", "flip_probability", "train_steps", "policy_step", "erasing_steps", "has_train_steps"]
 
 
 def flip_probability(value: Any) -> float:
@@ -75,3 +75,20 @@ def has_train_steps(cfg: Any) -> bool:
     return bool(getattr(cfg, "random_crop", False) or flip_probability(getattr(cfg, "hflip", 0.0)) > 0
                 or any(float(getattr(cfg, k, 0.0)) > 0 for k in ("vflip", "rotation", "color_jitter", "grayscale", "erasing", "scale_jitter"))
                 or getattr(cfg, "policy", "none") != "none")
+
+
+def batch_mix(cfg: Any, num_classes: int) -> Any:
+    """``v2.MixUp`` and/or ``v2.CutMix`` over a whole batch (``v2.RandomChoice`` between them, CutMix with
+    probability ``mix_switch_prob``, when both are on), called as ``mix(images, labels)``: the labels come back as
+    soft targets (``B x num_classes``, each row summing to 1). ``None`` when both alphas are 0."""
+    from torchvision.transforms import v2
+
+    mixup, cutmix = float(getattr(cfg, "mixup_alpha", 0.0)), float(getattr(cfg, "cutmix_alpha", 0.0))
+    steps = ([v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup > 0 else []) + \
+        ([v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix > 0 else [])
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+    switch = float(getattr(cfg, "mix_switch_prob", 0.5))
+    return v2.RandomChoice(steps, p=[1 - switch, switch])

@@ -15,7 +15,7 @@ __all__ = ["ImageAugment", "POLICIES", "CLASSIFICATION_ONLY", "augment_problems"
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment", "augmix")
 #: Fields that only classification takes: torchvision's policies refuse boxes and masks, and an erased patch would
 #: leave a mask or a box claiming pixels that are gone.
-CLASSIFICATION_ONLY = ("policy", "erasing")
+CLASSIFICATION_ONLY = ("policy", "erasing", "mixup_alpha", "cutmix_alpha")
 
 
 @dataclass
@@ -37,6 +37,11 @@ class ImageAugment:
                                                       "trivialaugment and autoaugment draw their own", group="augment")] = 9
     erasing: Annotated[float, Param(ge=0, le=1, help="probability of erasing a random rectangle (RandomErasing; classification only)",
                                     group="augment")] = 0.0
+    mixup_alpha: Annotated[float, Param(ge=0, le=100, help="MixUp of training batches: Beta(alpha, alpha) mixing weight (0: off; classification only)",
+                                        group="augment")] = 0.0
+    cutmix_alpha: Annotated[float, Param(ge=0, le=100, help="CutMix of training batches: Beta(alpha, alpha) pasted area (0: off; classification only)",
+                                         group="augment")] = 0.0
+    mix_switch_prob: Annotated[float, Param(ge=0, le=1, help="with both MixUp and CutMix on: share of batches that get CutMix", group="augment")] = 0.5
 
 
 def augment_problems(cfg: Any, task: str) -> list[str]:
@@ -58,6 +63,10 @@ def augment_problems(cfg: Any, task: str) -> list[str]:
         if cfg.erasing > 0:
             problems.append(f"data.erasing={cfg.erasing:g} does not apply to {task} data: the erased pixels would stay in the "
                             f"{'masks' if task == 'segmentation' else 'boxes'} (use data.erasing=0)")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(cfg, name) > 0:
+                problems.append(f"data.{name}={getattr(cfg, name):g} does not apply to {task} data: it mixes class labels "
+                                f"(use data.{name}=0)")
     if cfg.policy == "augmix" and cfg.magnitude > 10:
         problems.append(f"data.magnitude={cfg.magnitude} is above augmix's highest severity 10 (use 1-10)")
     return problems

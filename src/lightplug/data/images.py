@@ -112,6 +112,9 @@ def image_folder_datamodule(cfg: Any) -> LightplugDataModule:
     dm = LightplugDataModule(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
     dm.collate_fn = None
     dm.label_names, dm.preprocessing = names, pre
+    from .augment import batch_mix
+
+    dm.batch_mix = batch_mix(cfg, len(names))
     train_tf, eval_tf = _train_transform(cfg, pre), eval_transform(pre)
     if given_split:
         parts = {"train": items_of(given_split["train"]), "val": items_of(given_split["val"])}

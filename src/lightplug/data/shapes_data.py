@@ -173,6 +173,10 @@ def shapes_datamodule(cfg: Any) -> LightplugDataModule:
     dm = LightplugDataModule(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
     dm.label_names = list(OBJECT_NAMES if classify else SHAPE_NAMES)
     dm.preprocessing = {"layout": "image", "in_channels": 3, "image_size": cfg.image_size, "mean": list(SHAPES_MEAN), "std": list(SHAPES_STD)}
+    if classify:
+        from .augment import batch_mix
+
+        dm.batch_mix = batch_mix(cfg, len(OBJECT_NAMES))
     augment = has_train_steps(cfg)  # none: the whole split as tensors, a batch gathered at once
     for split, idx in split_indices(len(samples), cfg.val_fraction, cfg.test_fraction, cfg.split_seed).items():
         if split == "train" and augment:
