@@ -136,3 +136,55 @@ def test_a_run_with_mixup_and_cutmix_trains(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     accs = _val_accs(run)
     assert len(accs) == 6 and max(accs) >= 0.5, accs
+
+
+EMA_RUN = ["model=mlp", "ema.enabled=true", "ema.decay=0.9", "ema.warmup=5", "seed=7", *QUIET]
+
+
+@pytest.fixture(scope="module")
+def ema_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A: 2 epochs with EMA; B: the same stopped after 1 epoch, then resumed from its last.ckpt to 2."""
+    root = tmp_path_factory.mktemp("ema")
+    a, b = root / "A", root / "B"
+    for args in ([f"hydra.run.dir={a}", "trainer.max_epochs=2"], [f"hydra.run.dir={b}", "trainer.max_epochs=1"],
+                 [f"hydra.run.dir={b}", "trainer.max_epochs=2", f"resume={b / 'checkpoints' / 'last.ckpt'}"]):
+        r = run_cli("train", *EMA_RUN, *args)
+        assert r.returncode == 0, r.stderr[-3000:]
+    return a, b
+
+
+@pytest.mark.slow
+def test_ema_weights_differ_from_raw_are_validated_and_are_the_ones_saved(ema_runs: tuple[Path, Path]) -> None:
+    import torch.nn.functional as F
+
+    import lightplug
+    from lightplug.data.plugins import Digits, DigitsConfig
+
+    run = ema_runs[0]
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)
+        ema, raw = ckpt["state_dict"], ckpt["current_model_state"]  # Lightning's EMAWeightAveraging layout
+        assert ema.keys() == raw.keys() and any(not torch.equal(ema[k], raw[k]) for k in ema if k.endswith("weight"))
+    net = lightplug.load_model(run / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(v, ema[f"net.{k}"]) for k, v in net.state_dict().items())  # load_model (and export) get the average
+    # the last validation ran on the average: its logged val/loss is the average's, not the raw weights'
+    dm = Digits().build(DigitsConfig(layout=net.lightplug_meta["preprocessing"]["layout"]))
+    val = dm.datasets["val"]
+    logged = [float(row["val/loss"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/loss")][-1]
+    with torch.no_grad():
+        ema_loss = float(F.cross_entropy(net(val.inputs), val.targets))  # type: ignore[attr-defined]
+        net.load_state_dict({k[4:]: v for k, v in raw.items()})
+        raw_loss = float(F.cross_entropy(net(val.inputs), val.targets))  # type: ignore[attr-defined]
+    assert abs(ema_loss - logged) < 1e-4 and abs(raw_loss - logged) > 1e-3, (ema_loss, raw_loss, logged)
+
+
+@pytest.mark.slow
+def test_resume_restores_the_ema_exactly(ema_runs: tuple[Path, Path]) -> None:
+    from test_resume import assert_same_state
+
+    a, b = (r / "checkpoints" / "last.ckpt" for r in ema_runs)
+    assert_same_state(a, b)  # the average ("state_dict"), optimizer, progress and RNG
+    ca, cb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
+    for key in ("current_model_state", "averaging_state"):
+        assert ca[key].keys() == cb[key].keys() and all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key]), key
+    assert ca["callbacks"]["EMAWeightAveraging"] == cb["callbacks"]["EMAWeightAveraging"]
