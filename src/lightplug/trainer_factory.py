@@ -34,6 +34,12 @@ def build_callbacks(cfg: dict[str, Any], out: Path, task: str | None = None) -> 
         AtomicCheckpoints(out / "checkpoints"),
         GracefulStop(),
     ]
+    ema = cfg.get("ema") or {}
+    if ema.get("enabled"):  # before the checkpoints: the saved "state_dict" is the average, the raw weights "current_model_state"
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        warmup = int(ema.get("warmup", 0))
+        callbacks.insert(0, EMAWeightAveraging(decay=float(ema.get("decay", 0.999)), update_starting_at_step=warmup or None))
     es = cb.get("early_stopping", {})
     if es.get("enabled"):
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=es.get("patience", 5), min_delta=es.get("min_delta", 0.0)))

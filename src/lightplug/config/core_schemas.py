@@ -112,6 +112,14 @@ class CompileRules:
 
 
 @dataclass
+class EmaRules:
+    enabled: Annotated[bool, Param(help="keep an exponential moving average of the weights (Lightning's EMAWeightAveraging): validation, "
+                                        "checkpoints, export and load_model use it")] = False
+    decay: Annotated[float, Param(gt=0, lt=1, help="weight of the average at each update: average = decay * average + (1 - decay) * weights")] = 0.999
+    warmup: Annotated[int, Param(ge=0, le=10_000_000, help="optimizer steps before the average starts (from the weights of that step)")] = 0
+
+
+@dataclass
 class RunRules:
     """Top-level keys of the run (checked without a prefix)."""
 
@@ -134,7 +142,7 @@ def core_schemas() -> dict[str, Schema]:
     """Schemas of the core groups, by top-level key."""
     rules: dict[str, type] = {"trainer": TrainerRules, "optimizer": OptimizerRules, "scheduler": SchedulerRules,
                               "loss": LossRules, "detection": DetectionRules, "export": ExportRules, "results": ResultsRules,
-                              "compile": CompileRules}
+                              "compile": CompileRules, "ema": EmaRules}
     return {key: schema_from_dataclass(cls, f"the {key} config", group=key) for key, cls in rules.items()}
 
 

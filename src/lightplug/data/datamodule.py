@@ -66,6 +66,9 @@ class LightplugDataModule(L.LightningDataModule):
         self.sample_ids: dict[str, list[str]] = {}
         self.datasets: dict[str, Dataset] = {}
         self.collate_fn: Any = passthrough_collate
+        #: ``mix(inputs, targets) -> (inputs, soft targets)`` applied to training batches once on the device (MixUp,
+        #: CutMix: see :func:`lightplug.data.augment.batch_mix`); ``None``: batches are used as loaded.
+        self.batch_mix: Any = None
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
@@ -83,6 +86,15 @@ class LightplugDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches through :attr:`batch_mix` (validation, test and prediction batches never, nor anything
+        that is not a batch dict)."""
+        trainer = self.trainer
+        if self.batch_mix is None or trainer is None or not trainer.training or not (isinstance(batch, dict) and "target" in batch):
+            return batch  # the model summary's example input comes through here too
+        inputs, targets = self.batch_mix(batch["input"], batch["target"])
+        return {**batch, "input": inputs, "target": targets}
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """A dict of tensors already on ``device`` (in-memory data on CPU) is used as it is: Lightning's generic move

@@ -29,10 +29,12 @@ def detection_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def detection_transforms(image_size: int, mean: list[float], std: list[float], train: bool, hflip: float = 0.0,
-                         scale_jitter: float = 0.0, color_jitter: float = 0.0) -> Any:
+                         scale_jitter: float = 0.0, color_jitter: float = 0.0, augment: Any = None) -> Any:
     """The ``transforms.v2`` pipeline: resize to ``image_size`` square (aspect ratio not kept, as ``predict``
-    does), then for training flips, scale jitter (zoom with a shift) and colour jitter; boxes left with no area
-    are dropped with their labels; then scale to [0, 1] and normalise."""
+    does), then for training flips, scale jitter (zoom with a shift), colour jitter and the
+    :class:`~lightplug.data.augment_config.ImageAugment` fields of ``augment`` (random resized crop, vertical
+    flip, rotation, grayscale); boxes left with no area are dropped with their labels; then scale to [0, 1] and
+    normalise."""
     from torchvision.transforms import v2
 
     steps: list[Any] = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
@@ -43,6 +45,10 @@ def detection_transforms(image_size: int, mean: list[float], std: list[float], t
             steps.append(v2.RandomAffine(degrees=0.0, translate=(scale_jitter / 2, scale_jitter / 2), scale=(1 - scale_jitter, 1 + scale_jitter)))
         if color_jitter > 0:
             steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+        if augment is not None:
+            from .augment import train_steps
+
+            steps += train_steps(augment, image_size, 3, skip=("hflip", "scale_jitter", "color_jitter", "policy"))
         steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
     steps.append(v2.Normalize(mean, std))
     return v2.Compose(steps)
@@ -110,7 +116,7 @@ def detection_datamodule(splits: dict[str, list[DetectionRecord]], cfg: Any, lab
     for split, records in splits.items():
         train = split == "train"
         tf = detection_transforms(int(cfg.image_size), list(mean), list(std), train, getattr(cfg, "hflip", 0.0) if train else 0.0,
-                                  getattr(cfg, "scale_jitter", 0.0), getattr(cfg, "color_jitter", 0.0))
+                                  getattr(cfg, "scale_jitter", 0.0), getattr(cfg, "color_jitter", 0.0), cfg if train else None)
         dm.datasets[split] = DetectionDataset(records, tf)
         dm.sample_ids[split] = [r.id for r in records]
     return dm

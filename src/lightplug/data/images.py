@@ -44,17 +44,14 @@ def eval_transform(pre: dict[str, Any]) -> Any:
 def _train_transform(cfg: Any, pre: dict[str, Any]) -> Any:
     from torchvision.transforms import v2
 
+    from .augment import erasing_steps, train_steps
+
     c, size = cfg.in_channels, cfg.image_size
     steps: list[Any] = [v2.PILToTensor()]
-    steps.append(v2.RandomResizedCrop((size, size), scale=(0.7, 1.0), antialias=True) if cfg.random_crop else v2.Resize((size, size), antialias=True))
-    if cfg.hflip:
-        steps.append(v2.RandomHorizontalFlip())
-    if cfg.rotation > 0:
-        steps.append(v2.RandomRotation(cfg.rotation))
-    if cfg.color_jitter > 0:
-        j = cfg.color_jitter
-        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j if c == 3 else 0))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(_expand(pre["mean"], c), _expand(pre["std"], c))]
+    if not cfg.random_crop:  # the random resized crop of train_steps gives the size itself
+        steps.append(v2.Resize((size, size), antialias=True))
+    steps += train_steps(cfg, size, c)
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(_expand(pre["mean"], c), _expand(pre["std"], c)), *erasing_steps(cfg)]
     return v2.Compose(steps)
 
 
@@ -115,6 +112,9 @@ def image_folder_datamodule(cfg: Any) -> LightplugDataModule:
     dm = LightplugDataModule(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
     dm.collate_fn = None
     dm.label_names, dm.preprocessing = names, pre
+    from .augment import batch_mix
+
+    dm.batch_mix = batch_mix(cfg, len(names))
     train_tf, eval_tf = _train_transform(cfg, pre), eval_transform(pre)
     if given_split:
         parts = {"train": items_of(given_split["train"]), "val": items_of(given_split["val"])}

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from ..errors import DataError
 from ..plugin import DataPlugin, Param
+from .augment_config import ImageAugment, augment_problems
 
 __all__ = ["Digits", "Diabetes", "Synthetic", "ImageFolder", "IMAGE_SUFFIXES", "LoaderConfig", "LoaderData", "split_problems"]
 
@@ -122,15 +123,13 @@ class Synthetic(LoaderData):
 
 
 @dataclass
-class ImageFolderConfig(LoaderConfig):
+class ImageFolderConfig(LoaderConfig, ImageAugment):
     root: Annotated[str, Param(help="a folder with one sub-folder of images per class (or train/ and val/ sub-folders of those)")] = "???"
     image_size: Annotated[int, Param(ge=8, le=4096, help="images are resized to this square size")] = 32
     in_channels: Annotated[Literal[1, 3], Param(help="1: greyscale, 3: RGB")] = 3
     mean: Annotated[list[float], Param(help="per-channel mean for normalisation (one value: all channels)", group="transform")] = field(default_factory=lambda: [0.5])
     std: Annotated[list[float], Param(gt=0, help="per-channel std for normalisation", group="transform")] = field(default_factory=lambda: [0.5])
-    random_crop: Annotated[bool, Param(help="random resized crops when training", group="augment")] = False
-    hflip: Annotated[bool, Param(help="random horizontal flips when training", group="augment")] = False
-    rotation: Annotated[float, Param(ge=0, le=180, help="random rotation up to this many degrees", group="augment")] = 0.0
+    hflip: Annotated[bool, Param(help="random horizontal flips when training (half the images)", group="augment")] = False
     color_jitter: Annotated[float, Param(ge=0, le=1, help="brightness/contrast/saturation jitter", group="augment")] = 0.0
     num_workers: Annotated[int, Param(ge=0, le=64, help="loader worker processes (images decode in workers)", group="loader", advanced=True)] = 2
     persistent_workers: Annotated[bool, Param(help="keep workers alive between epochs", group="loader", advanced=True)] = True
@@ -190,6 +189,9 @@ class ImageFolder(LoaderData):
 
     task = "classification"
     Config = ImageFolderConfig
+
+    def check(self, cfg: ImageFolderConfig) -> list[str]:
+        return split_problems(cfg) + augment_problems(cfg, "classification")
 
     def facts(self, cfg: ImageFolderConfig) -> dict[str, Any]:
         classes, _ = scan_image_folder(cfg.root)

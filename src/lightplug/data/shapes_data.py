@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from ..errors import DataError
+from .augment import has_train_steps
 from .datamodule import ArrayDataset, LightplugDataModule, split_indices
-from .shapes import SHAPE_NAMES
+from .shapes import OBJECT_NAMES, SHAPE_NAMES
 
-__all__ = ["ShapeSample", "render_shapes", "generate_shapes", "shapes_datamodule", "SHAPES_MEAN", "SHAPES_STD"]
+__all__ = ["AugmentedImages", "ShapeSample", "render_shapes", "generate_shapes", "shapes_datamodule", "SHAPES_MEAN", "SHAPES_STD"]
 
 #: Per-channel normalisation of the images (pixels in [0, 1] become [-1, 1]).
 SHAPES_MEAN = [0.5, 0.5, 0.5]
@@ -109,14 +112,48 @@ def generate_shapes(num_samples: int, image_size: int, max_shapes: int = 3, min_
             for i in range(first, first + num_samples)]
 
 
+class AugmentedImages(Dataset):
+    """Training images (uint8 ``N x 3 x S x S``) transformed one by one, with their mask (``masks=True``: the
+    ``v2`` steps move it with the pixels as a ``tv_tensors.Mask``) or class."""
+
+    def __init__(self, pixels: torch.Tensor, targets: torch.Tensor, transform: Any, masks: bool) -> None:
+        self.pixels, self.targets, self.transform, self.masks = pixels, targets, transform, masks
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        from torchvision import tv_tensors
+
+        image = tv_tensors.Image(self.pixels[i])
+        if self.masks:
+            image, target = self.transform(image, tv_tensors.Mask(self.targets[i]))
+            target = target.as_subclass(torch.Tensor)
+        else:
+            image, target = self.transform(image), self.targets[i]
+        return {"input": image.as_subclass(torch.Tensor), "target": target, "index": torch.tensor(i)}
+
+
+def _train_transform(cfg: Any) -> Any:
+    """Augment (uint8, with the mask), scale to [0, 1], normalise as validation does, then erase."""
+    from torchvision.transforms import v2
+
+    from .augment import erasing_steps, train_steps
+
+    return v2.Compose([*train_steps(cfg, cfg.image_size, 3), v2.ToDtype(torch.float32, scale=True), v2.Normalize(SHAPES_MEAN, SHAPES_STD),
+                       *erasing_steps(cfg)])
+
+
 def shapes_datamodule(cfg: Any) -> LightplugDataModule:
-    """The data module of ``data=shapes``: normalised ``3 x S x S`` images and ``S x S`` masks (segmentation), or
-    a list of boxes and labels (0 circle, 1 square, 2 triangle) per image (detection)."""
-    samples = generate_shapes(cfg.num_samples, cfg.image_size, cfg.max_shapes, cfg.min_size, cfg.max_size, cfg.noise, cfg.seed)
+    """The data module of ``data=shapes``: normalised ``3 x S x S`` images and ``S x S`` masks (segmentation),
+    a list of boxes and labels (0 circle, 1 square, 2 triangle) per image (detection), or the class of the one
+    shape in each image (classification, same labels as detection)."""
+    classify = cfg.task == "classification"
+    max_shapes = 1 if classify else cfg.max_shapes
+    samples = generate_shapes(cfg.num_samples, cfg.image_size, max_shapes, cfg.min_size, cfg.max_size, cfg.noise, cfg.seed)
     if cfg.task == "detection":
         from .detection import detection_datamodule, split_records
         from .detection_config import DetectionRecord
-        from .shapes import OBJECT_NAMES
 
         records = [DetectionRecord(id=str(i), boxes=s.boxes, labels=s.labels - 1, image=(s.image * 255).round().astype(np.uint8),
                                    size=(cfg.image_size, cfg.image_size)) for i, s in enumerate(samples)]
@@ -125,11 +162,27 @@ def shapes_datamodule(cfg: Any) -> LightplugDataModule:
     images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
     mean, std = np.asarray(SHAPES_MEAN, dtype=np.float32), np.asarray(SHAPES_STD, dtype=np.float32)
     x = torch.from_numpy((images - mean[:, None, None]) / std[:, None, None])
-    y = torch.from_numpy(np.stack([s.mask for s in samples]))
+    if classify:  # the class of the one shape (1 circle .. 3 triangle), counted from 0
+        unseen = [i for i, s in enumerate(samples) if len(s.labels) == 0]
+        if unseen:
+            raise DataError(f"data.min_size={cfg.min_size:g}: the shape of image {unseen[0]} covers no pixel at data.image_size={cfg.image_size}",
+                            hint="raise data.min_size or data.image_size")
+        y = torch.from_numpy(np.asarray([int(s.labels[0]) - 1 for s in samples], dtype=np.int64))
+    else:
+        y = torch.from_numpy(np.stack([s.mask for s in samples]))
     dm = LightplugDataModule(cfg.batch_size, cfg.num_workers, cfg.pin_memory, cfg.persistent_workers)
-    dm.label_names = list(SHAPE_NAMES)
+    dm.label_names = list(OBJECT_NAMES if classify else SHAPE_NAMES)
     dm.preprocessing = {"layout": "image", "in_channels": 3, "image_size": cfg.image_size, "mean": list(SHAPES_MEAN), "std": list(SHAPES_STD)}
+    if classify:
+        from .augment import batch_mix
+
+        dm.batch_mix = batch_mix(cfg, len(OBJECT_NAMES))
+    augment = has_train_steps(cfg)  # none: the whole split as tensors, a batch gathered at once
     for split, idx in split_indices(len(samples), cfg.val_fraction, cfg.test_fraction, cfg.split_seed).items():
-        dm.datasets[split] = ArrayDataset(x[idx], y[idx], np.arange(len(idx)))  # index: the position in the split
+        if split == "train" and augment:
+            pixels = torch.from_numpy((images[idx] * 255).round().astype(np.uint8))
+            dm.datasets[split] = AugmentedImages(pixels, y[idx], _train_transform(cfg), masks=not classify)
+        else:
+            dm.datasets[split] = ArrayDataset(x[idx], y[idx], np.arange(len(idx)))  # index: the position in the split
         dm.sample_ids[split] = [str(i) for i in idx]
     return dm
