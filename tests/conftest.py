@@ -64,6 +64,7 @@ LONGEST_FIRST = (
     "tests/test_docs_commands.py",  # 314 s
     "example_plugins/lightplug-timm/tests/test_timm_sample.py",  # 213 s
     "tests/test_torchvision_zoo.py",  # 144 s
+    "tests/test_new_plugin.py",  # 141 s (the model and the data scaffolds installed, checked and trained)
     "tests/test_benchmarks_smoke.py",  # 134 s
     "tests/test_ddp.py",  # 107 s
 )
