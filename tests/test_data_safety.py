@@ -330,3 +330,37 @@ def test_a_file_size_limit_while_a_checkpoint_is_written_is_one_line_and_keeps_t
     assert "is intact" in errors[0] and "ulimit -f" in errors[0]
     assert last.read_bytes() == before and torch.load(last, weights_only=True)["epoch"] == 0
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# ---------------------------------------------------------------- an exported file's metadata is untrusted
+@pytest.mark.parametrize(("change", "words"), [
+    ("meta = [1]", "is not a JSON object"),
+    ("meta = None", "is not a JSON object"),
+    ("meta['task'] = 'segmentation!'", "its task 'segmentation!' is not one of"),
+    ("meta['preprocessing'] = None", "its preprocessing is not a JSON object"),
+    ("meta['preprocessing']['layout'] = '../x'", "its preprocessing layout '../x' is not one of"),
+    ("meta['preprocessing']['mean'] = 'x'", "its preprocessing mean is not a finite number"),
+    ("meta['label_names'] = [{'x': 1}]", "its label_names are not a list of names"),
+    ("meta = '[' * 100000 + ']' * 100000", "nested too deeply"),
+])
+def test_malformed_onnx_metadata_is_one_line(exported: tuple[Path, Path, bytes], change: str, words: str) -> None:
+    """Found by an outside attack: each of these gave a Python traceback (AttributeError, IndexError, onnxruntime's
+    InvalidArgument, RecursionError) instead of one line."""
+    import json as json_module
+
+    onnx = pytest.importorskip("onnx")
+    _, onnx_file, _ = exported
+    model = onnx.load(str(onnx_file))
+    prop = next(p for p in model.metadata_props if p.key == "lightplug.meta")
+    meta = json_module.loads(prop.value)
+    scope = {"meta": meta}
+    exec(change, scope)  # noqa: S102 - the test's own edit of the metadata
+    prop.value = scope["meta"] if isinstance(scope["meta"], str) else json_module.dumps(scope["meta"])
+    bad = onnx_file.with_name("bad.onnx")
+    onnx.save(model, str(bad))
+    rows = onnx_file.with_name("in.csv")
+    rows.write_text(",".join(f"f{i}" for i in range(64)) + "\n" + ",".join(["1"] * 64) + "\n")
+    out = run_cli("predict", f"model={bad}", f"input={rows}", "output=p.csv", cwd=onnx_file.parent)
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert out.returncode == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert not (onnx_file.parent / "p.csv").exists()

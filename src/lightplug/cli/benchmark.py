@@ -10,6 +10,7 @@ imported), an unreadable checkpoint or data, or a format that failed (its row sa
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -66,6 +67,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         raise ConfigError("; ".join(problems))
     from ..evaluation.options import resolve_checkpoint
 
+    if opts["output"] is not None and Path(opts["output"]).expanduser().exists() and not Path(opts["output"]).expanduser().is_dir():
+        raise ConfigError(f"output={opts['output']}: is a file, not a folder", hint="give a folder for the files, benchmark.json and benchmark.png")
     opts["ckpt"] = str(resolve_checkpoint({"run": opts.pop("run", None) or "", "ckpt": opts.get("ckpt") or ""}, "benchmark"))
     return opts
 

@@ -75,8 +75,10 @@ def _bool(text: str) -> bool:
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise ValueError("must be greater than 0")
+        if value == float("inf"):
+            raise ValueError("must be finite")
         return value
 
     return parse

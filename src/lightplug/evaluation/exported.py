@@ -6,7 +6,6 @@ needed or loaded. A file without that metadata, or with metadata that is not a J
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError
-from .inference import META_KEY_NAME, RawOutputPredictor
+from .inference import META_KEY_NAME, RawOutputPredictor, checked_meta
 
 __all__ = ["OpenVinoPredictor", "ProgramPredictor", "is_torchscript_export", "parse_meta"]
 
@@ -28,13 +27,7 @@ def parse_meta(text: str | None, path: str | Path) -> dict[str, Any]:
     if not text:
         raise CheckpointError(f"model={path}: no {META_KEY_NAME!r} metadata, so its preprocessing and labels are unknown",
                               hint="export it with `lightplug export`")
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"model={path}: the {META_KEY_NAME!r} metadata is not JSON ({exc.msg})") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"model={path}: the {META_KEY_NAME!r} metadata is not a JSON object")
-    return meta
+    return checked_meta(text, path, META_KEY_NAME)
 
 
 def is_torchscript_export(path: str | Path) -> bool:

@@ -112,6 +112,27 @@ class RawOutputPredictor(Predictor):
         return decode_raw(self(batch), str(fmt), settings.conf, settings.iou, settings.max_det)
 
 
+def checked_meta(text: str, path: str | Path, key: str) -> dict[str, Any]:
+    """An exported file's ``lightplug.meta`` JSON as a dict, checked as untrusted data (:func:`.file_meta.meta_problem`).
+
+    Raises:
+        CheckpointError: not JSON (or nested beyond reason), not an object, or holding what predict cannot use.
+    """
+    from .file_meta import meta_problem
+
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise CheckpointError(f"model={path}: the {key!r} metadata is not JSON ({reason})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"model={path}: the {key!r} metadata is not a JSON object")
+    problem = meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"model={path}: the {key!r} metadata cannot be used: {problem}", hint="export the checkpoint again")
+    return meta
+
+
 class OnnxPredictor(RawOutputPredictor):
     """An ONNX file exported by lightplug (fp32, int8 or fp16), run with onnxruntime (no torch, no lightning)."""
 
@@ -129,10 +150,7 @@ class OnnxPredictor(RawOutputPredictor):
         if ONNX_META_KEY not in props:
             raise CheckpointError(f"model={path}: no {ONNX_META_KEY!r} metadata, so its preprocessing and labels are unknown",
                                   hint="export it with `lightplug export`")
-        try:
-            self.meta = json.loads(props[ONNX_META_KEY])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"model={path}: the {ONNX_META_KEY!r} metadata is not JSON ({exc.msg})") from exc
+        self.meta = checked_meta(props[ONNX_META_KEY], path, ONNX_META_KEY)
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.declared = list(first.shape)
