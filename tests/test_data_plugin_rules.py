@@ -83,13 +83,21 @@ class WrongFacts(NoCheck):
         return {"in_features": 4, "num_classes": 2, "label_names": ["a", "b"]}
 
 
+class FewClasses(NoCheck):
+    """Facts that promise 2 classes of a table whose targets are 0, 1 and 2."""
+
+    def facts(self, cfg):
+        return {"in_features": 6, "num_classes": 2, "num_outputs": 2, "label_names": ["a", "b"]}
+
+
 class BrokenFacts(NoCheck):
     """A bug in facts(): not a DataError."""
 
     def facts(self, cfg):
         return {"in_features": 6}["num_classes"]
 '''
-NAMES = {"old_package": "OldPackage", "no_check": "NoCheck", "no_preprocessing": "NoPreprocessing", "wrong_facts": "WrongFacts", "broken_facts": "BrokenFacts"}
+NAMES = {"old_package": "OldPackage", "no_check": "NoCheck", "no_preprocessing": "NoPreprocessing", "wrong_facts": "WrongFacts", "broken_facts": "BrokenFacts",
+         "few_classes": "FewClasses"}
 
 
 @pytest.fixture
@@ -169,3 +177,12 @@ def test_the_line_for_a_build_result_of_the_wrong_kind_names_the_fix() -> None:
     assert wrong_datamodule(old) == ("build() returned Module, a pytorch_lightning.LightningDataModule; lightplug trains with the lightning "
                                      "package: change `import pytorch_lightning as pl` to `import lightning as L` and subclass L.LightningDataModule")
     assert wrong_datamodule(None).startswith("build() returned NoneType, not a lightning.LightningDataModule")
+
+
+def test_a_target_outside_the_facts_classes_is_one_line_in_train(site: Path, tmp_path: Path) -> None:
+    """Found by an outside attack: torch's "Target 2 is out of bounds" from inside the loss was a 78-line traceback, exit 1."""
+    out = run_cli("train", "model=mlp", "data=few_classes", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                  env=_env(site, tmp_path))
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(errors) == 1, out.stderr[-2000:]
+    assert "data 'few_classes'" in errors[0] and "outside the classes 0..1" in errors[0], errors

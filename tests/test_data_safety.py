@@ -364,3 +364,17 @@ def test_malformed_onnx_metadata_is_one_line(exported: tuple[Path, Path, bytes],
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
     assert out.returncode == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert not (onnx_file.parent / "p.csv").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_path_the_system_refuses_is_one_line(exported: tuple[Path, Path, bytes]) -> None:
+    """Found by an outside attack: writing under /proc, or a 250-character name, was a traceback (exit 1)."""
+    ckpt, onnx_file, _ = exported
+    rows = onnx_file.with_name("in.csv")
+    rows.write_text(",".join(f"f{i}" for i in range(64)) + "\n" + ",".join(["1"] * 64) + "\n")
+    for args in (["new-plugin", "a", "--kind", "data", "--dir", "/proc/lightplug-test"], ["new-plugin", "a" * 250],
+                 ["predict", f"model={onnx_file}", f"input={rows}", "output=/proc/lightplug-test.csv"],
+                 ["export", f"ckpt={ckpt}", "format=onnx", "output=/proc/lightplug-test.onnx", "benchmark=false"]):
+        out = run_cli(*args, cwd=onnx_file.parent)
+        errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+        assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, (args, out.stderr[-2000:])

@@ -346,6 +346,23 @@ def _prepare(run: RunConfig, out: Path) -> dict[str, Any]:
     return {"trainer": trainer, "module": module, "datamodule": datamodule, "resume": resume}
 
 
+def _target_out_of_range(exc: BaseException, run: RunConfig) -> None:
+    """Torch's "Target 7 is out of bounds" (a class index outside the data's ``num_classes``, met in a batch after the
+    first) as one :class:`DataError` line naming the data, instead of a traceback from inside the loss.
+
+    Raises:
+        DataError: when ``exc`` is that error.
+    """
+    import re
+
+    found = re.search(r"Target (-?\d+) is out of bounds", str(exc))
+    if found is None:
+        return
+    n = run.facts.get("num_classes")
+    raise DataError(f"data {run.data_name!r}: a target is {found.group(1)}, outside the classes 0..{int(n) - 1 if n else '?'} "
+                    f"(num_classes={n} from the data's facts)", hint="fix the data's labels or its num_classes fact") from exc
+
+
 @record_run  # recorded in runs.db: running when training starts, completed/failed/interrupted at the end
 def _fit(run: RunConfig, run_dir: str | os.PathLike[str], prepared: dict[str, Any]) -> float | None:
     from .trainer_factory import finish_loggers
@@ -355,7 +372,11 @@ def _fit(run: RunConfig, run_dir: str | os.PathLike[str], prepared: dict[str, An
     saved_env = {k: os.environ.get(k) for k in _DDP_ENV}
     ok = False
     try:
-        trainer.fit(prepared["module"], datamodule=prepared["datamodule"], ckpt_path=resume, weights_only=True if resume else None)
+        try:
+            trainer.fit(prepared["module"], datamodule=prepared["datamodule"], ckpt_path=resume, weights_only=True if resume else None)
+        except (IndexError, RuntimeError) as exc:
+            _target_out_of_range(exc, run)
+            raise
         ok = not trainer.interrupted
     finally:
         finish_loggers(trainer.loggers, ok)

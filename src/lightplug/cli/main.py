@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         code = _load(_COMMANDS[command][0] if command != "-sc" else "lightplug.cli.completion:main")(rest)
     except Exception as raised:  # noqa: BLE001 - only lightplug's errors (or a stop wrapped by a library) are handled here
         exc = raised if isinstance(raised, LightplugError) else stop_behind(raised)
+        if exc is None and isinstance(raised, OSError) and raised.filename is not None:
+            if debug:  # a path the system refuses (/proc, a name too long, a full disk): the path and why, one line
+                traceback.print_exc()
+            print(f"error: {raised.filename}: {raised.strerror or raised}", file=sys.stderr)
+            return 2
         if exc is None:
             raise
         if isinstance(exc, Interrupted):
