@@ -169,6 +169,8 @@ def test_layout_is_for_data_plugins_only(tmp_path: Path) -> None:
     out = run_cli("new-plugin", "my_model", "--layout", "folder", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: --layout is for data plugins (lightplug new-plugin my_model --kind data --layout folder)"]
+    out = run_cli("new-plugin", "my_data", "--kind", "data", "--task", "regression", cwd=tmp_path)  # wrote a classifier silently
+    assert out.returncode == 2 and out.stderr.startswith("error: --task is for model plugins") and not list(tmp_path.iterdir())
     assert list(tmp_path.iterdir()) == []
 
 

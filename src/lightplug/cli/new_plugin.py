@@ -139,13 +139,17 @@ def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lightplug new-plugin", description="Write a ready-to-install lightplug plugin package (a model, or with --kind data a data set).")
     parser.add_argument("name", help="the plugin's name: a lower-case Python identifier, e.g. my_model")
     parser.add_argument("--dir", help="where to write it (default: ./lightplug-NAME); must not exist or be empty")
-    parser.add_argument("--task", choices=sorted(TASKS), default="classification", help="what the model predicts (default: classification)")
+    parser.add_argument("--task", choices=sorted(TASKS), default=None, help="what the model predicts (default: classification)")
     parser.add_argument("--kind", choices=["model", "data"], default="model", help="a model plugin (default) or a data plugin")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default=None,
                         help="data plugins: an in-memory table (default) or a folder of sample files, one sub-folder per class")
     args = parser.parse_args(argv)
     if args.layout and args.kind != "data":
         raise PluginError("--layout is for data plugins", hint=f"lightplug new-plugin {args.name} --kind data --layout {args.layout}")
+    if args.task and args.kind == "data":  # the data templates are classification tables and folders; say so, not write one silently
+        raise PluginError("--task is for model plugins: a data plugin's task comes from its facts (the templates write classification data)",
+                          hint=f"lightplug new-plugin {args.name} --kind data, then change its facts and targets (docs/writing-plugins.md#data-plugins)")
+    args.task = args.task or "classification"
     layout = args.layout or "table"
     validate_name(args.name)
     dest = Path(args.dir or f"lightplug-{args.name}")
