@@ -137,7 +137,7 @@ def test_benchmark_refuses_bad_arguments_in_one_line_without_importing_torch(tmp
     assert p.returncode == 2 and "HEAVY []" in p.stdout
     err = p.stderr.strip()
     assert err.count("\n") == 0 and err.startswith("error: format=onnx,keras: unknown export format 'keras'")
-    assert "samples=0: must be greater than 0" in err and "opset: unknown key" in err and "ckpt: missing value" in err
+    assert "samples=0: must be at least 2" in err and "opset: unknown key" in err and "ckpt: missing value" in err
     res = run_cli("benchmark", "--help")
     assert res.returncode == 0 and "benchmark.json" in res.stdout and "format=F" in res.stdout
     res = run_cli("benchmark", f"run={tmp_path / 'nowhere'}")
@@ -167,3 +167,19 @@ def test_pt2_loading_never_falls_back_to_the_full_unpickler(tmp_path: Path) -> N
     (tmp_path / "x.pt2").write_bytes(data)  # not even a zip archive: one line, before torch reads it
     res = run_cli("predict", f"model={tmp_path / 'x.pt2'}", f"input={tmp_path / 'x.npy'}")
     assert res.returncode == 2 and res.stderr.strip() == f"error: model={tmp_path / 'x.pt2'}: not a torch.export file (not a zip archive)"
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_lies_about_its_task_is_one_line_in_benchmark(cnn_run: Path, tmp_path: Path) -> None:
+    """Found by an outside attack: a classifier's checkpoint saying task=regression made benchmark exit 1 with torchmetrics'
+    shape error."""
+    import torch
+
+    ckpt = torch.load(cnn_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    ckpt["lightplug"]["task"] = "regression"
+    liar = tmp_path / "liar.ckpt"
+    torch.save(ckpt, liar)
+    out = run_cli("benchmark", f"ckpt={liar}", "format=onnx", "bench_seconds=0.1", f"output={tmp_path / 'bench'}", cwd=tmp_path)
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(errors) == 1, out.stderr[-2000:]
+    assert "the regression metrics cannot be computed on this model's outputs" in errors[0]

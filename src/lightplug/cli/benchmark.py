@@ -39,12 +39,19 @@ keys:
 
 example: lightplug benchmark run=outputs/2026-01-01/12-00-00 format=onnx,onnx_int8,openvino"""
 
+def _two_or_more(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise ValueError("must be at least 2")
+    return value
+
+
 _ALIASES = {"formats": "format", "checkpoint": "ckpt", "out": "output", "out_dir": "output"}
 _KEYS: dict[str, Callable[[str], Any]] = {
-    "ckpt": str, "run": str, "format": _formats, "output": str, "samples": _positive(int), "bench_seconds": _positive(float), "seed": _seed,
+    "ckpt": str, "run": str, "format": _formats, "output": str, "samples": _two_or_more, "bench_seconds": _positive(float), "seed": _seed,
     "model": str, "trust_code": _bool, "quantization": _choice("static", "dynamic"), "calibration_samples": _positive(int),
     "calibration_method": _choice("minmax", "entropy", "percentile"), "int8_min_agreement": _fraction}
-_RULES = {"format": "onnx, onnx_int8, onnx_fp16, openvino, torchscript, pt2 or all", "samples": "a whole number > 0",
+_RULES = {"format": "onnx, onnx_int8, onnx_fp16, openvino, torchscript, pt2 or all", "samples": "a whole number >= 2 (regression's r2 needs two)",
           "bench_seconds": "a number > 0", "seed": "an integer from 0 to 2**32-1", "trust_code": "true or false",
           "quantization": "static or dynamic", "calibration_samples": "a whole number > 0",
           "calibration_method": "minmax, entropy or percentile", "int8_min_agreement": "a number from 0 to 1"}

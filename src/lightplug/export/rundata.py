@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._util import first_line
+from .report import ExportError
 
 __all__ = ["RunData", "load_run_data", "MAIN_METRIC", "task_metric", "agreement", "run_batched"]
 
@@ -106,7 +107,11 @@ def task_metric(task: str, meta: dict[str, Any], runner: Callable[[Any], list[An
 
     facts = meta.get("facts") or {}
     metrics = task_metrics(task, facts.get("num_classes"), int(facts.get("num_outputs") or 1))
-    for x, y in batches:
-        out = torch.from_numpy(run_batched(runner, x, batch)).float()
-        metrics.update(*metric_inputs(task, out, y))
-    return {f"val/{k}": float(v) for k, v in metrics.compute().items()}
+    try:
+        for x, y in batches:
+            out = torch.from_numpy(run_batched(runner, x, batch)).float()
+            metrics.update(*metric_inputs(task, out, y))
+        return {f"val/{k}": float(v) for k, v in metrics.compute().items()}
+    except (RuntimeError, ValueError) as exc:  # the checkpoint's task or facts do not fit its model's outputs (an untrusted file)
+        raise ExportError(f"the {task} metrics cannot be computed on this model's outputs and the validation targets "
+                          f"({str(exc).strip().splitlines()[0][:160]}); the checkpoint's task or facts do not fit its model") from None
