@@ -38,7 +38,8 @@ keys:
   ckpt=PATH            the checkpoint (best.ckpt or last.ckpt of a run)                  required (or run=)
   run=RUN_DIR          a run folder: its checkpoints/best.ckpt (ckpt=last: last.ckpt)
   format=F[,F]         one or more of the formats above, or all                         default: onnx
-  output=FILE          the file to write (several formats: its suffix is replaced)     default: next to ckpt
+  output=FILE          the file to write, named for its format (several formats:     default: next to ckpt
+                       its suffix is replaced); never the checkpoint itself
   opset=N              ONNX opset (7..25)                                               default: 17
   dynamic_batch=BOOL   a dynamic batch axis (checked with batch sizes 1 and 7)          default: true
   atol=X rtol=X        verification tolerance: |exported - eager| <= atol + rtol*|eager| default: 1e-4, 1e-3
