@@ -70,6 +70,13 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep :data:`LONGEST_FIRST`'s order under ``--dist loadfile``: xdist otherwise sorts the files by their number of
+    tests, so the one-test benchmark smoke run (100 s) started last, alone, while the other worker sat idle."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Move the tests of :data:`LONGEST_FIRST` to the front; every other order is kept (the sort is stable)."""
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
