@@ -21,7 +21,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from .errors import CheckpointError
+from .errors import CheckpointError, in_chain
 
 __all__ = ["RNGState", "LastCheckpoint", "AtomicCheckpoints", "AtomicCheckpointIO", "atomic_torch_save", "rng_state", "set_rng_state",
            "TEMP_SUFFIX"]
@@ -182,14 +182,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 def _storage_error(exc: BaseException) -> OSError | None:
     """The full-disk, quota or file-size error behind ``exc`` (torch's zip writer wraps it in a RuntimeError), or None."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    found = in_chain(exc, lambda e: isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT), depth=5)
+    return found if isinstance(found, OSError) else None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError", "Interrupted", "stop_behind"]
+from collections.abc import Callable
+
+__all__ = ["LightplugError", "ConfigError", "PluginError", "CheckpointError", "DataError", "Interrupted", "in_chain", "stop_behind"]
 
 
 class LightplugError(Exception):
@@ -67,14 +69,21 @@ class Interrupted(LightplugError):
         self.at_once = at_once  # a second signal: raised from wherever the program was, nothing was shut down
 
 
-def stop_behind(exc: BaseException) -> Interrupted | None:
-    """The :class:`Interrupted` that ``exc`` was raised while handling, if any: a second Ctrl-C inside a library's
-    write (``torch.save``) makes the library's cleanup raise its own error ("unexpected pos ...") on top of the stop."""
+def in_chain(exc: BaseException, match: Callable[[BaseException], bool], depth: int = 10) -> BaseException | None:
+    """The first exception of ``exc``'s chain (itself, then what it was raised from or while handling) that ``match``
+    accepts, or None: a library's own error often sits on top of the one that matters."""
     seen: BaseException | None = exc
-    for _ in range(10):
+    for _ in range(depth):
         if seen is None:
             return None
-        if isinstance(seen, Interrupted):
+        if match(seen):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def stop_behind(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` was raised while handling, if any: a second Ctrl-C inside a library's
+    write (``torch.save``) makes the library's cleanup raise its own error ("unexpected pos ...") on top of the stop."""
+    found = in_chain(exc, lambda e: isinstance(e, Interrupted))
+    return found if isinstance(found, Interrupted) else None

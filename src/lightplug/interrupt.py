@@ -28,8 +28,9 @@ class GracefulStop(L.Callback):
     """Turns SIGINT and SIGTERM into a clean stop at the next train batch end.
 
     The handlers only record the signal. At the next ``on_train_batch_end`` that follows an optimizer step
-    (agreed by all ranks), or after the epoch's validation when the signal came during the epoch's last batch
-    (a checkpoint between the two would skip that validation on resume), the callback writes ``<checkpoints>/last.ckpt`` through the trainer (atomically,
+    (agreed by all ranks), or at the epoch's end when the signal came during its last batch (a checkpoint
+    between that batch and the validation would skip the validation on resume), the callback writes
+    ``<checkpoints>/last.ckpt`` through the trainer (atomically,
     see :class:`~lightplug.callbacks.AtomicCheckpointIO`), logs how to resume and raises
     :class:`~lightplug.errors.Interrupted` with exit code ``128 + signal``. A second signal while stopping
     raises at once; the files already written stay complete. The previous handlers are restored when
